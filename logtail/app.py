@@ -1,0 +1,174 @@
+"""The Sanic application: routes and lifecycle, built by `create_app(config)`.
+
+Nothing is built at import time: every runtime object hangs off `app.ctx`, so tests can
+build as many apps as they like, and each worker process builds its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import math
+import os
+import time
+from collections.abc import Awaitable, Callable
+
+from sanic import HTTPResponse, Request, Sanic
+from sanic.response import json as json_response
+
+from logtail import __version__
+from logtail.config import Config
+from logtail.cursor import Cursor
+from logtail.follow import Follower
+from logtail.params import ParamError, parse_stream_params
+from logtail.stream import StreamStats, run_stream
+from logtail.watch import WatchRegistry
+from logtail.web import WebAssets
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("logtail")
+_names = itertools.count(1)
+STALL_S = 60.0  # a text stream whose client has not taken a byte for this long is closed
+STREAM_HEADERS = {"cache-control": "no-cache, no-transform", "x-accel-buffering": "no"}
+
+
+def error(status: int, message: str, **extra: object) -> HTTPResponse:
+    return json_response({"error": message, "status": status, **extra}, status=status)
+
+
+def create_app(config: Config, name: str | None = None) -> Sanic:
+    app = Sanic(name or f"logtail_{os.getpid()}_{next(_names)}")
+    app.config.FALLBACK_ERROR_FORMAT = "json"
+    app.config.GRACEFUL_SHUTDOWN_TIMEOUT = 3.0
+    app.config.KEEP_ALIVE_TIMEOUT = 15
+    app.config.REQUEST_TIMEOUT = 10
+    app.config.REQUEST_MAX_SIZE = 64 * 1024
+    app.config.REQUEST_MAX_HEADER_SIZE = 16 * 1024
+    app.config.NOISY_EXCEPTIONS = False
+    app.ctx.config = config
+    app.ctx.stopping = asyncio.Event()
+    app.ctx.live = set()
+    app.ctx.streams = set()
+    app.ctx.web = WebAssets.load()
+    app.ctx.registry = WatchRegistry(config.watch)
+    app.ctx.followers = {}
+    for fc in config.files:
+        f = Follower(fc.name, fc.path, config.stream.max_line_bytes,
+                     config.stream.partial_line_s, config.watch.idle_stop_s)
+        f.on_watch_change = app.ctx.registry.update
+        app.ctx.followers[fc.name] = f
+
+    app.before_server_start(_before_start)
+    app.before_server_stop(_before_stop)
+    _routes(app)
+    return app
+
+
+async def _before_start(app: Sanic) -> None:
+    app.ctx.stopping = asyncio.Event()
+    app.ctx.started = time.time()
+
+
+async def _before_stop(app: Sanic) -> None:
+    """Tell every stream to say `bye` and end, then stop followers and watchers."""
+    app.ctx.stopping.set()
+    for cursor in list(app.ctx.live):
+        cursor.notify()
+    tasks = [t for t in app.ctx.streams if not t.done()]
+    if tasks:
+        _, pending = await asyncio.wait(tasks, timeout=1.0)
+        for t in pending:
+            t.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=0.5)
+    await asyncio.gather(*(f.stop() for f in app.ctx.followers.values()))
+    await app.ctx.registry.close()
+
+
+def _routes(app: Sanic) -> None:
+    config: Config = app.ctx.config
+
+    @app.get("/")
+    async def index(request: Request) -> HTTPResponse:
+        return app.ctx.web.response("index.html", request)
+
+    @app.get("/static/<path:path>")
+    async def static(request: Request, path: str) -> HTTPResponse:
+        if path not in app.ctx.web.files:
+            return error(404, "no such asset", asset=path[:100])
+        return app.ctx.web.response(path, request)
+
+    @app.get("/api/files")
+    async def files(request: Request) -> HTTPResponse:
+        out = []
+        for fc in config.files:
+            entry: dict[str, object] = {"name": fc.name, "title": fc.title}
+            try:
+                st = os.stat(fc.path)
+                entry.update(size=st.st_size, mtime=st.st_mtime, exists=True)
+            except OSError:
+                entry.update(size=None, mtime=None, exists=False)
+            if config.server.show_paths:
+                entry["path"] = str(fc.path)
+            out.append(entry)
+        return json_response({"files": out})
+
+    @app.get("/api/files/<name>/stream")
+    async def stream(request: Request, name: str) -> HTTPResponse | None:
+        follower: Follower | None = app.ctx.followers.get(name)
+        if follower is None:
+            return error(404, "unknown file", file=name[:100])
+        try:
+            args = {k: list(v) for k, v in request.get_args(keep_blank_values=True).items()}
+            params = parse_stream_params(args, request.headers.get("last-event-id"),
+                                         config.stream)
+        except ParamError as e:
+            return error(400, e.message, param=e.param)
+        if app.ctx.stopping.is_set():
+            return error(503, "server shutting down")
+        ctype = ("text/event-stream; charset=utf-8" if params.format == "sse"
+                 else "text/plain; charset=utf-8")
+        response = await request.respond(content_type=ctype, headers=STREAM_HEADERS)
+        protocol = request.transport.get_protocol()
+        send = response.send
+        if params.format == "sse":
+            protocol.response_timeout = max(protocol.response_timeout,
+                                            config.stream.heartbeat_s * 2 + 5)
+        else:
+            protocol.response_timeout = math.inf  # no heartbeat possible: guard stalls here
+            send = _stall_guarded(response.send)
+        stats = StreamStats(resumed=params.last_id is not None)
+        task = asyncio.current_task()
+        app.ctx.streams.add(task)
+        live: set[Cursor] = app.ctx.live
+        try:
+            await run_stream(name, follower, params, config.stream, send,
+                             app.ctx.stopping, stats, live)
+            await response.eof()
+        finally:
+            app.ctx.streams.discard(task)
+        return None
+
+    @app.get("/healthz")
+    async def healthz(request: Request) -> HTTPResponse:
+        files = {fc.name: fc.path.exists() for fc in config.files}
+        dead = [str(d) for d, w in app.ctx.registry.watchers.items() if not w.alive]
+        status = "ok" if not dead else "failing"
+        return json_response(
+            {"status": status, "version": __version__,
+             "files": {"present": sum(files.values()), "missing": len(files) - sum(files.values())},
+             "missing": [n for n, ok in files.items() if not ok],
+             "streams": len(app.ctx.live), "dead_watchers": dead},
+            status=200 if status == "ok" else 503,
+        )
+
+
+def _stall_guarded(send: Callable[[bytes], Awaitable[None]]) -> Callable[[bytes], Awaitable[None]]:
+    async def guarded(data: bytes) -> None:
+        async with asyncio.timeout(STALL_S):
+            await send(data)
+
+    return guarded
+

@@ -1,0 +1,158 @@
+"""Command line: `logtail serve`, `logtail check-config`, `logtail hash-password`, `logtail demo`.
+
+Startup problems become one line on stderr and an exit code (2 for a bad config or bad
+arguments), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import getpass
+import logging
+import socket
+import sys
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+
+from logtail import __version__
+from logtail.config import Config, ConfigError, config_for_paths, load_config
+
+__all__ = ["main"]
+
+DEFAULT_CONFIG = "config.toml"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="logtail",
+        description="Tail and follow log files over Server-Sent Events, with a browser viewer.",
+        epilog="Examples:\n"
+               "  logtail serve                      serve the files listed in ./config.toml\n"
+               "  logtail serve /var/log/syslog      serve one file, no config needed\n"
+               "  logtail check-config -c prod.toml  validate a config and exit\n"
+               "  curl -N 'http://127.0.0.1:8080/api/files/syslog/stream?format=text'",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--version", action="version", version=f"logtail {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    s = sub.add_parser("serve", help="start the server",
+                       description="Start the server. With FILE arguments, serve those files "
+                                   "(named after their basenames) instead of the config's list.")
+    s.add_argument("-c", "--config", metavar="PATH",
+                   help=f"config file (default: ./{DEFAULT_CONFIG} if it exists)")
+    s.add_argument("--host", help="address to bind (default from config: 127.0.0.1)")
+    s.add_argument("--port", type=int, help="port to bind (default from config: 8080; 0 = any)")
+    s.add_argument("files", nargs="*", metavar="FILE", help="files to serve instead of [[files]]")
+
+    c = sub.add_parser("check-config", help="validate a config file and exit",
+                       description="Validate a config file; exit 0 if it is good, 2 if not.")
+    c.add_argument("-c", "--config", metavar="PATH", default=DEFAULT_CONFIG,
+                   help=f"config file (default: ./{DEFAULT_CONFIG})")
+
+    sub.add_parser("hash-password", help="print a password hash for [auth.users]",
+                   description="Read a password (twice, from the terminal, or one line from "
+                               "standard input) and print its scrypt hash for config.toml.")
+
+    d = sub.add_parser("demo", help="append realistic log lines to a file, for trying logtail",
+                       description="Append a few realistic, mixed-level log lines per second "
+                                   "to FILE until interrupted.")
+    d.add_argument("file", metavar="FILE")
+    d.add_argument("--rate", type=float, default=3.0, help="lines per second (default 3)")
+    return p
+
+
+def _load(args: argparse.Namespace) -> Config:
+    if getattr(args, "files", None):
+        base = load_config(args.config) if args.config else None
+        config = config_for_paths(args.files, base)
+    else:
+        path = args.config or DEFAULT_CONFIG
+        if not args.config and not Path(path).exists():
+            raise ConfigError(f"{path}: no config file here; pass -c PATH or FILE arguments")
+        config = load_config(path)
+    return config.with_overrides(host=args.host, port=args.port)
+
+
+def _check_bind(host: str, port: int) -> None:
+    """Fail with a clear message, before starting workers, when the port is taken."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            why = "already in use" if e.errno == errno.EADDRINUSE else e.strerror
+            raise SystemExit(f"logtail: cannot listen on {host}:{port}: {why}") from None
+
+
+def serve(config: Config) -> int:
+    from sanic import Sanic
+    from sanic.worker.loader import AppLoader
+
+    from logtail.app import create_app
+
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("watchfiles").setLevel(logging.WARNING)
+    server = config.server
+    _check_bind(server.host, server.port)
+    names = ", ".join(f.name for f in config.files)
+    print(f"logtail {__version__}: serving {names} on http://{server.host}:{server.port}/",
+          file=sys.stderr, flush=True)
+    run = dict(host=server.host, port=server.port, access_log=False, motd=False)
+    if server.workers == 1:
+        app = create_app(config)
+        app.run(**run, single_process=True)
+        return 0
+    loader = AppLoader(factory=partial(create_app, config))
+    app = loader.load()
+    app.prepare(**run, workers=server.workers)
+    Sanic.serve(primary=app, app_loader=loader)
+    return 0
+
+
+def hash_password_command() -> int:
+    from logtail.auth import hash_password
+
+    if sys.stdin.isatty():
+        first = getpass.getpass("Password: ")
+        if first != getpass.getpass("Again: "):
+            print("logtail: the passwords differ", file=sys.stderr)
+            return 2
+    else:
+        first = sys.stdin.readline().rstrip("\n")
+    if len(first) < 8:
+        print("logtail: use at least 8 characters", file=sys.stderr)
+        return 2
+    print(hash_password(first))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "serve":
+            return serve(_load(args))
+        if args.command == "check-config":
+            config = load_config(args.config)
+            print(f"{args.config}: ok ({len(config.files)} files)")
+            return 0
+        if args.command == "hash-password":
+            return hash_password_command()
+        if args.command == "demo":
+            from logtail.demo import run_demo
+
+            return run_demo(Path(args.file), args.rate)
+    except ConfigError as e:
+        print(f"logtail: config error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    parser.print_help()
+    return 2

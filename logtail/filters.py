@@ -1,0 +1,65 @@
+"""Line filters: substring or regular expression, case, invert.
+
+Regular expressions use RE2, whose matching time is linear in the line: no pattern a
+visitor types can stall the server (no backtracking, no backreferences).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import re2
+
+from logtail.lines import Lines
+
+__all__ = ["MAX_PATTERN", "FilterError", "LineFilter"]
+
+MAX_PATTERN = 1000
+RE2_MAX_MEM = 8 * 1024 * 1024
+
+
+class FilterError(ValueError):
+    """A pattern that cannot be used; the message is for the person who typed it."""
+
+
+class LineFilter:
+    __slots__ = ("case", "invert", "match", "query", "regex")
+
+    def __init__(self, query: str, regex: bool = False, case: bool = False,
+                 invert: bool = False) -> None:
+        if len(query) > MAX_PATTERN:
+            raise FilterError(f"at most {MAX_PATTERN} characters")
+        self.query, self.regex, self.case, self.invert = query, regex, case, invert
+        self.match: Callable[[str], bool] = self._matcher()
+
+    def _matcher(self) -> Callable[[str], bool]:
+        if self.regex:
+            options = re2.Options()
+            options.case_sensitive = self.case
+            options.log_errors = False
+            options.never_capture = True
+            options.max_mem = RE2_MAX_MEM
+            try:
+                search = re2.compile(self.query, options).search
+            except re2.error as e:
+                msg = e.args[0].decode() if e.args and isinstance(e.args[0], bytes) else str(e)
+                raise FilterError(msg) from None
+            found: Callable[[str], bool] = lambda line: search(line) is not None  # noqa: E731
+        elif self.case:
+            q = self.query
+            found = lambda line: q in line  # noqa: E731
+        else:
+            q = self.query.lower()
+            found = lambda line: q in line.lower()  # noqa: E731
+        if self.invert:
+            return lambda line: not found(line)
+        return found
+
+    def apply(self, lines: Lines) -> list[str]:
+        """The matching lines of a batch; a batch without the substring is skipped whole."""
+        if not self.regex and not self.invert:
+            text = lines.text if self.case else lines.text.lower()
+            if (self.query if self.case else self.query.lower()) not in text:
+                return []
+        match = self.match
+        return [line for line in lines.split() if match(line)]

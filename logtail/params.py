@@ -1,0 +1,82 @@
+"""Stream query parameters: parsed strictly, every bad value named in a 400."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from logtail.config import StreamConfig
+from logtail.filters import FilterError, LineFilter
+
+__all__ = ["KNOWN", "ParamError", "StreamParams", "parse_stream_params"]
+
+KNOWN = {"n", "follow", "q", "regex", "case", "invert", "format", "last_id"}
+FLAGS = {"1": True, "true": True, "yes": True, "on": True,
+         "0": False, "false": False, "no": False, "off": False}
+MAX_ID = 200
+
+
+class ParamError(ValueError):
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(f"{param}: {message}")
+        self.param = param
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class StreamParams:
+    n: int
+    follow: bool
+    filter: LineFilter | None
+    format: str
+    last_id: str | None
+
+
+def _one(args: Mapping[str, Sequence[str]], name: str) -> str | None:
+    values = args.get(name)
+    if not values:
+        return None
+    if len(values) > 1:
+        raise ParamError(name, "given more than once")
+    return values[0]
+
+
+def _flag(args: Mapping[str, Sequence[str]], name: str, default: bool) -> bool:
+    raw = _one(args, name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return FLAGS[raw.lower()]
+    except KeyError:
+        raise ParamError(name, f"must be 1 or 0, got {raw[:40]!r}") from None
+
+
+def parse_stream_params(args: Mapping[str, Sequence[str]], last_event_id: str | None,
+                        cfg: StreamConfig) -> StreamParams:
+    unknown = sorted(set(args) - KNOWN)
+    if unknown:
+        raise ParamError(unknown[0][:40], f"unknown parameter (known: {', '.join(sorted(KNOWN))})")
+    raw_n = _one(args, "n")
+    if raw_n is None or raw_n == "":
+        n = cfg.backlog_lines
+    else:
+        if not raw_n.isdigit() or len(raw_n) > 12:
+            raise ParamError("n", f"must be a whole number >= 0, got {raw_n[:40]!r}")
+        n = min(int(raw_n), cfg.max_backlog_lines)
+    fmt = _one(args, "format") or "sse"
+    if fmt not in ("sse", "text"):
+        raise ParamError("format", f"must be sse or text, got {fmt[:40]!r}")
+    q = _one(args, "q")
+    regex, case, invert = (_flag(args, k, False) for k in ("regex", "case", "invert"))
+    line_filter = None
+    if q:
+        try:
+            line_filter = LineFilter(q, regex=regex, case=case, invert=invert)
+        except FilterError as e:
+            raise ParamError("q", f"bad {'regular expression' if regex else 'filter'}: {e}") \
+                from None
+    last_id = _one(args, "last_id") or last_event_id or None
+    if last_id is not None and len(last_id) > MAX_ID:
+        last_id = last_id[:MAX_ID]  # cannot be ours: it will get a `reset`
+    return StreamParams(n=n, follow=_flag(args, "follow", True), filter=line_filter,
+                        format=fmt, last_id=last_id)

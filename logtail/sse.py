@@ -1,0 +1,54 @@
+"""Server-Sent Events and plain-text framing: pure functions from lines to bytes.
+
+CR, LF and CRLF all end an SSE line, so a CR left inside a log line (CRLF endings are
+already gone) is shown as U+240D "␍" instead of breaking the frame.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from logtail import __version__
+
+__all__ = ["comment", "data_event", "id_only", "notice", "opening", "text_lines"]
+
+CR_SYMBOL = "\u240d"
+
+
+def opening(retry_ms: int) -> bytes:
+    """Sent at once: EventSource fires `open`, proxies flush headers."""
+    return f": logtail {__version__}\nretry: {retry_ms}\n\n".encode()
+
+
+def _data(text: str) -> str:
+    if "\r" in text:
+        text = text.replace("\r", CR_SYMBOL)
+    return "data: " + text.replace("\n", "\ndata: ")
+
+
+def data_event(event_id: str, text: str | Sequence[str]) -> bytes:
+    """One event for a batch: its id, then one `data:` per line."""
+    if not isinstance(text, str):
+        text = "\n".join(text)
+    return f"id: {event_id}\n{_data(text)}\n\n".encode()
+
+
+def id_only(event_id: str) -> bytes:
+    """Moves the client's Last-Event-ID past lines a filter hid, without an event."""
+    return f"id: {event_id}\n\n".encode()
+
+
+def notice(name: str, data: dict[str, object], event_id: str | None = None) -> bytes:
+    head = f"id: {event_id}\n" if event_id else ""
+    return f"{head}event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+def comment(text: str) -> bytes:
+    return f": {text}\n\n".encode()
+
+
+def text_lines(text: str | Sequence[str]) -> bytes:
+    if not isinstance(text, str):
+        text = "\n".join(text)
+    return (text + "\n").encode()

@@ -1,0 +1,255 @@
+"""One stream: start position (backlog or resume), then batches, notices and heartbeats.
+
+The handler only wires parts together: the Cursor decides what comes next, `sse`
+frames it, and Sanic's `send()` applies backpressure to this stream alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from logtail.config import StreamConfig
+from logtail.cursor import END, Cursor, Notice
+from logtail.follow import Follower
+from logtail.generation import Batch, Generation, open_generation, placeholder
+from logtail.params import StreamParams
+from logtail.position import parse_id
+from logtail.resume import matches, resolve
+from logtail.sse import comment, data_event, id_only, notice, opening, text_lines
+from logtail.tail import find_start, line_end
+
+__all__ = ["StreamStats", "run_stream"]
+
+COALESCE_BYTES = 256 * 1024
+Send = Callable[[bytes], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class StreamStats:
+    """What one stream did, for metrics and logs."""
+
+    lines: int = 0
+    bytes: int = 0
+    batches: int = 0
+    heartbeats: int = 0
+    dropped: int = 0
+    resumed: bool = False
+    notices: dict[str, int] = field(default_factory=dict)
+
+
+class Framer:
+    """Turns batches and notices into bytes for one stream's format and filter."""
+
+    def __init__(self, params: StreamParams) -> None:
+        self.sse = params.format == "sse"
+        self.filter = params.filter
+        self.hidden_id: str | None = None  # id past lines the filter hid, not yet sent
+
+    def batch(self, b: Batch, stats: StreamStats) -> bytes:
+        if self.filter is None:
+            key = "sse" if self.sse else "text"
+            payload = b._cache.get(key)
+            if payload is None:
+                payload = data_event(b.id, b.lines.text) if self.sse else text_lines(b.lines.text)
+                b._cache[key] = payload
+            stats.lines += b.lines.count
+            return payload
+        lines = self.filter.apply(b.lines)
+        if not lines:
+            self.hidden_id = b.id
+            return b""
+        self.hidden_id = None
+        stats.lines += len(lines)
+        return data_event(b.id, lines) if self.sse else text_lines(lines)
+
+    def notice(self, n: Notice) -> bytes:
+        if not self.sse:
+            return b""
+        return notice(n.name, n.data, n.event_id)
+
+    def heartbeat(self) -> bytes:
+        if not self.sse:
+            return b""
+        if self.hidden_id is not None:
+            hidden, self.hidden_id = self.hidden_id, None
+            return b": ping\n" + id_only(hidden)
+        return comment("ping")
+
+
+async def _backlog_start(gen: Generation, end: int, params: StreamParams,
+                         cfg: StreamConfig) -> int:
+    """In a thread: scanning backwards through a cold, huge file may block."""
+    if params.n <= 0 or end <= 0 or gen.fd < 0:
+        return end
+    fd = os.dup(gen.fd)  # the generation may be closed while the thread reads
+    try:
+        match = params.filter.match if params.filter else None
+        return await asyncio.to_thread(find_start, fd, end, params.n, cfg.max_line_bytes,
+                                       match, cfg.backlog_scan_bytes)
+    finally:
+        os.close(fd)
+
+
+async def _count_lines(gen: Generation, start: int, end: int) -> int:
+    def count(fd: int) -> int:
+        total, pos = 0, start
+        while pos < end:
+            data = os.pread(fd, min(1 << 20, end - pos), pos)
+            if not data:
+                break
+            total += data.count(b"\n")
+            pos += len(data)
+        return total
+
+    fd = os.dup(gen.fd)
+    try:
+        return await asyncio.to_thread(count, fd)
+    finally:
+        os.close(fd)
+
+
+async def _start_cursor(name: str, follower: Follower, params: StreamParams,
+                        cfg: StreamConfig, opened: list[Generation]) -> Cursor:
+    """Where the stream begins: a resume position, or the start of the backlog."""
+    notices: list[Notice] = []
+    gen, offset, line_no = follower.latest(), -1, None
+    if params.last_id is not None:
+        pos = parse_id(params.last_id)
+        found = resolve(pos, follower) if pos is not None else "not an id this server made"
+        if isinstance(found, str):
+            notices.append(Notice("reset", {"file": name, "reason": found}))
+        elif found.pending_bytes > cfg.max_resume_bytes:
+            opened.extend(found.opened)
+            skipped = found.gen.published - found.offset
+            lines = await _count_lines(found.gen, found.offset, found.gen.published)
+            notices.append(Notice("dropped", {
+                "file": name, "lines": lines if found.gen is gen else None,
+                "bytes": skipped, "reason": "resume gap over stream.max_resume_bytes"}))
+        else:
+            opened.extend(found.opened)
+            gen, offset = found.gen, found.offset
+    if offset < 0:
+        end = gen.published
+        offset = await _backlog_start(gen, end, params, cfg)
+        line_no = gen.lines if offset == end else None
+    cursor = Cursor(follower if params.follow else None, gen, offset, line_no,
+                    max_line_bytes=cfg.max_line_bytes, buffer_bytes=cfg.client_buffer_bytes,
+                    name=name)
+    for n in notices:
+        cursor.push(n)
+    return cursor
+
+
+async def _snapshot_cursor(name: str, follower: Follower, params: StreamParams,
+                           cfg: StreamConfig, opened: list[Generation]) -> Cursor:
+    """follow=0: the file as it is now, read on its own descriptor; no follower runs."""
+    gen = open_generation(follower.path)
+    if gen is None:
+        cursor = Cursor(None, _empty(follower), 0, None, max_line_bytes=cfg.max_line_bytes,
+                        buffer_bytes=cfg.client_buffer_bytes, name=name)
+        cursor.push(Notice("missing", {"file": name}))
+        return cursor
+    opened.append(gen)
+    gen.published = line_end(gen.fd, gen.size())
+    notices: list[Notice] = []
+    offset = -1
+    if params.last_id is not None:
+        pos = parse_id(params.last_id)
+        if (pos is not None and pos.identity == gen.identity and pos.offset <= gen.published
+                and matches(gen.fd, pos)):
+            offset = pos.offset
+        if offset < 0:
+            notices.append(Notice("reset", {"file": name, "reason": "cannot resume this id"}))
+    if offset < 0:
+        offset = await _backlog_start(gen, gen.published, params, cfg)
+    cursor = Cursor(None, gen, offset, None, max_line_bytes=cfg.max_line_bytes,
+                    buffer_bytes=cfg.client_buffer_bytes, name=name)
+    for n in notices:
+        cursor.push(n)
+    return cursor
+
+
+def _empty(follower: Follower) -> Generation:
+    gen = placeholder(follower.path)
+    gen.final = False
+    return gen
+
+
+async def run_stream(name: str, follower: Follower, params: StreamParams, cfg: StreamConfig,
+                     send: Send, stopping: asyncio.Event, stats: StreamStats,
+                     live: set[Cursor]) -> None:
+    """Send one stream until the client leaves, `follow=0` ends, or the server stops.
+
+    `live` holds the cursors of running streams; shutdown sets `stopping` and wakes them."""
+    framer = Framer(params)
+    opened: list[Generation] = []
+    cursor: Cursor | None = None
+    hold = _Hold()
+    try:
+        if params.format == "sse":
+            await send(opening(cfg.retry_ms))
+        if params.follow:
+            await follower.subscribe(hold)
+            cursor = await _start_cursor(name, follower, params, cfg, opened)
+            follower.subs.add(cursor)
+            follower.subs.discard(hold)
+            if follower.missing and cursor.gen.final and cursor.gen.next is None:
+                cursor.told_missing = True
+                cursor.push(Notice("missing", {"file": name}))
+        else:
+            cursor = await _snapshot_cursor(name, follower, params, cfg, opened)
+        live.add(cursor)
+        await _pump(cursor, framer, cfg, send, stopping, stats)
+        if stopping.is_set() and params.format == "sse":
+            await send(notice("bye", {"file": name, "reason": "server shutting down"}))
+    finally:
+        follower.subs.discard(hold)
+        if cursor is not None:
+            live.discard(cursor)
+            cursor.close()
+        for gen in opened:
+            gen.close()
+
+
+async def _pump(cursor: Cursor, framer: Framer, cfg: StreamConfig, send: Send,
+                stopping: asyncio.Event, stats: StreamStats) -> None:
+    last_sent = time.monotonic()
+    while not stopping.is_set():
+        timeout = cfg.heartbeat_s - (time.monotonic() - last_sent) if framer.sse else None
+        item = await cursor.next(max(0.0, timeout) if timeout is not None else None)
+        if stopping.is_set():
+            return
+        if item is None:
+            payload = framer.heartbeat()
+            stats.heartbeats += 1
+        elif item is END:
+            return
+        elif isinstance(item, Notice):
+            payload = framer.notice(item)
+            stats.notices[item.name] = stats.notices.get(item.name, 0) + 1
+            if item.name == "dropped" and isinstance(item.data.get("lines"), int):
+                stats.dropped += item.data["lines"]  # type: ignore[operator]
+        else:
+            parts = [framer.batch(item, stats)]
+            for more in cursor.take_ready(COALESCE_BYTES):
+                parts.append(framer.batch(more, stats))
+            stats.batches += len(parts)
+            payload = b"".join(parts)
+        if payload:
+            await send(payload)
+            stats.bytes += len(payload)
+            last_sent = time.monotonic()
+
+
+class _Hold:
+    """Keeps a follower running while a new stream works out where it starts."""
+
+    def offer(self, batch: Batch) -> None:
+        pass
+
+    def notify(self) -> None:
+        pass

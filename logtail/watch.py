@@ -1,0 +1,144 @@
+"""Directory watchers: ONE `watchfiles.awatch` per watched directory, shared by followers.
+
+Watching the directory (not the file) keeps working across rename, delete and recreate;
+each change pokes only the followers whose file name changed. The same loop is the
+safety net: every `safety_s` without events it pokes every follower, so a write that
+inotify missed (network filesystems, a directory replaced) is still read. A watcher runs
+only while some follower in its directory is active: no one watching, nothing polls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from pathlib import Path
+
+from watchfiles import awatch
+
+from logtail.config import WatchConfig
+from logtail.follow import Follower
+
+__all__ = ["DirectoryWatcher", "WatchRegistry"]
+
+log = logging.getLogger("logtail.watch")
+
+
+class DirectoryWatcher:
+    def __init__(self, directory: Path, cfg: WatchConfig) -> None:
+        self.directory = directory
+        self.cfg = cfg
+        self.followers: set[Follower] = set()
+        self.restarts = 0
+        self.alive = True
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(
+            self._run(), name=f"logtail-watch-{self.directory}"
+        )
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            task, self._task = self._task, None
+            try:
+                await asyncio.wait_for(task, 2.0)
+            except (TimeoutError, asyncio.CancelledError):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    def poke_all(self) -> None:
+        for f in self.followers:
+            f.poke()
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not self._stop.is_set():
+            try:
+                ident = _identity(self.directory)
+                if ident is None:
+                    self.poke_all()  # followers see their file missing
+                    await self._sleep(self.cfg.safety_s)
+                    continue
+                # writes made before inotify is set up would be missed: look again soon
+                loop.call_later(0.05, self.poke_all)
+                loop.call_later(0.25, self.poke_all)
+                await self._watch(ident)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # the watcher must outlive a bad moment of the filesystem
+                self.restarts += 1
+                log.warning("watcher for %s failed (%s); restarting", self.directory, e)
+                self.poke_all()
+                await self._sleep(self.cfg.safety_s)
+
+    async def _watch(self, ident: tuple[int, int]) -> None:
+        async for changes in awatch(
+            self.directory,
+            watch_filter=None,
+            debounce=self.cfg.debounce_ms,
+            step=self.cfg.step_ms,
+            stop_event=self._stop,
+            rust_timeout=int(self.cfg.safety_s * 1000),
+            yield_on_timeout=True,
+            recursive=False,
+            ignore_permission_denied=True,
+        ):
+            if not changes:
+                self.poke_all()
+                if _identity(self.directory) != ident:
+                    self.restarts += 1
+                    return  # the directory was replaced: watch the new one
+                continue
+            names = {os.path.basename(path) for _, path in changes}
+            for f in self.followers:
+                if not names.isdisjoint(f.watch_names):
+                    f.poke()
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), seconds)
+
+
+def _identity(directory: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(directory)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+class WatchRegistry:
+    """Which directories are watched, for which active followers."""
+
+    def __init__(self, cfg: WatchConfig) -> None:
+        self.cfg = cfg
+        self.watchers: dict[Path, DirectoryWatcher] = {}
+        self._stopping: set[asyncio.Task[None]] = set()
+
+    def update(self, follower: Follower) -> None:
+        """Make the watched set match the follower's directories (none when inactive)."""
+        wanted = follower.dirs if follower.active else frozenset()
+        for directory, watcher in list(self.watchers.items()):
+            if follower in watcher.followers and directory not in wanted:
+                watcher.followers.discard(follower)
+                if not watcher.followers:
+                    del self.watchers[directory]
+                    task = asyncio.get_running_loop().create_task(watcher.stop())
+                    self._stopping.add(task)
+                    task.add_done_callback(self._stopping.discard)
+        for directory in wanted:
+            watcher = self.watchers.get(directory)
+            if watcher is None:
+                watcher = self.watchers[directory] = DirectoryWatcher(directory, self.cfg)
+                watcher.start()
+            watcher.followers.add(follower)
+
+    async def close(self) -> None:
+        watchers = list(self.watchers.values())
+        self.watchers.clear()
+        await asyncio.gather(*(w.stop() for w in watchers), *self._stopping)
