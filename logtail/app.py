@@ -16,12 +16,18 @@ from collections.abc import Awaitable, Callable
 
 from sanic import HTTPResponse, Request, Sanic
 from sanic.response import json as json_response
+from sanic.response import raw
 
 from logtail import __version__
+from logtail.accesslog import AccessLog
+from logtail.auth import Authenticator
+from logtail.clientip import ClientIP
 from logtail.config import Config
 from logtail.cursor import Cursor
 from logtail.follow import Follower
-from logtail.params import ParamError, parse_stream_params
+from logtail.guard import Guard, Refusal
+from logtail.metrics import CONTENT_TYPE, Metrics
+from logtail.params import ParamError, StreamParams, parse_stream_params
 from logtail.stream import StreamStats, run_stream
 from logtail.watch import WatchRegistry
 from logtail.web import WebAssets
@@ -32,10 +38,23 @@ log = logging.getLogger("logtail")
 _names = itertools.count(1)
 STALL_S = 60.0  # a text stream whose client has not taken a byte for this long is closed
 STREAM_HEADERS = {"cache-control": "no-cache, no-transform", "x-accel-buffering": "no"}
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'none'; "
+       "frame-ancestors 'none'")
+SECURITY_HEADERS = {"x-content-type-options": "nosniff", "referrer-policy": "no-referrer",
+                    "x-frame-options": "DENY"}
+OPEN_PATHS = frozenset({"/healthz"})
 
 
-def error(status: int, message: str, **extra: object) -> HTTPResponse:
-    return json_response({"error": message, "status": status, **extra}, status=status)
+def error(status: int, message: str, headers: dict[str, str] | None = None,
+          **extra: object) -> HTTPResponse:
+    return json_response({"error": message, "status": status, **extra}, status=status,
+                         headers=headers)
+
+
+def refusal(r: Refusal) -> HTTPResponse:
+    return error(r.status, r.message, headers={"retry-after": str(r.retry_after)},
+                 reason=r.reason, retry_after=r.retry_after)
 
 
 def create_app(config: Config, name: str | None = None) -> Sanic:
@@ -43,7 +62,7 @@ def create_app(config: Config, name: str | None = None) -> Sanic:
     app.config.FALLBACK_ERROR_FORMAT = "json"
     app.config.GRACEFUL_SHUTDOWN_TIMEOUT = 3.0
     app.config.KEEP_ALIVE_TIMEOUT = 15
-    app.config.REQUEST_TIMEOUT = 10
+    app.config.REQUEST_TIMEOUT = 10  # whole request head within 10 s: slowloris gets cut
     app.config.REQUEST_MAX_SIZE = 64 * 1024
     app.config.REQUEST_MAX_HEADER_SIZE = 16 * 1024
     app.config.NOISY_EXCEPTIONS = False
@@ -53,15 +72,22 @@ def create_app(config: Config, name: str | None = None) -> Sanic:
     app.ctx.streams = set()
     app.ctx.web = WebAssets.load()
     app.ctx.registry = WatchRegistry(config.watch)
+    app.ctx.client_ip = ClientIP(config.server.trusted_proxies)
+    app.ctx.auth = Authenticator(config.auth.users, config.auth.tokens, config.auth.realm)
+    app.ctx.cors = frozenset(config.server.cors_origins)
     app.ctx.followers = {}
     for fc in config.files:
         f = Follower(fc.name, fc.path, config.stream.max_line_bytes,
                      config.stream.partial_line_s, config.watch.idle_stop_s)
         f.on_watch_change = app.ctx.registry.update
         app.ctx.followers[fc.name] = f
+    app.ctx.metrics = Metrics(followers=app.ctx.followers, watchers=app.ctx.registry)
 
     app.before_server_start(_before_start)
     app.before_server_stop(_before_stop)
+    app.after_server_stop(_after_stop)
+    app.on_request(_guard_request)
+    app.on_response(_finish_response)
     _routes(app)
     return app
 
@@ -69,6 +95,9 @@ def create_app(config: Config, name: str | None = None) -> Sanic:
 async def _before_start(app: Sanic) -> None:
     app.ctx.stopping = asyncio.Event()
     app.ctx.started = time.time()
+    app.ctx.guard = Guard(app.ctx.config.limits)
+    base = app.ctx.config.source.parent if app.ctx.config.source else None
+    app.ctx.access = AccessLog.from_setting(app.ctx.config.server.access_log, base)
 
 
 async def _before_stop(app: Sanic) -> None:
@@ -86,6 +115,78 @@ async def _before_stop(app: Sanic) -> None:
     await asyncio.gather(*(f.stop() for f in app.ctx.followers.values()))
     await app.ctx.registry.close()
 
+
+async def _after_stop(app: Sanic) -> None:
+    await app.ctx.guard.close()
+    app.ctx.access.close()
+
+
+# -- middleware ------------------------------------------------------------------------------
+
+async def _guard_request(request: Request) -> HTTPResponse | None:
+    """Client identity, CORS preflight, authentication and the per-IP request rate."""
+    app = request.app
+    request.ctx.started = time.monotonic()
+    request.ctx.user = None
+    request.ctx.client_ip = app.ctx.client_ip.resolve(request.ip, request.headers)
+    if request.method == "OPTIONS":
+        return _preflight(request)
+    refused = await app.ctx.guard.check_request(request.ctx.client_ip)
+    if refused is not None:
+        app.ctx.metrics.reject(refused.reason)
+        return refusal(refused)
+    auth: Authenticator = app.ctx.auth
+    if auth.enabled and request.path not in OPEN_PATHS:
+        user = await auth.check(request.headers.get("authorization"))
+        if user is None:
+            app.ctx.metrics.reject("auth")
+            return error(401, "authentication required",
+                         headers={"www-authenticate": auth.challenge})
+        request.ctx.user = user
+    return None
+
+
+def _preflight(request: Request) -> HTTPResponse:
+    origin = request.headers.get("origin")
+    if origin is None or origin not in request.app.ctx.cors:
+        return error(403, "CORS origin not allowed")
+    return HTTPResponse(status=204, headers={
+        "access-control-allow-methods": "GET, OPTIONS",
+        "access-control-allow-headers": "Authorization, Last-Event-ID",
+        "access-control-max-age": "600",
+    })
+
+
+def _security_headers(request: Request, headers: dict[str, str] | object) -> None:
+    h = headers  # Sanic's Header (a multidict) or a plain dict
+    for k, v in SECURITY_HEADERS.items():
+        h[k] = v  # type: ignore[index]
+    h["content-security-policy"] = CSP  # type: ignore[index]
+    origin = request.headers.get("origin")
+    if origin is not None and origin in request.app.ctx.cors:
+        h["access-control-allow-origin"] = origin  # type: ignore[index]
+        h["access-control-allow-credentials"] = "true"  # type: ignore[index]
+        h["vary"] = "Origin"  # type: ignore[index]
+
+
+async def _finish_response(request: Request, response: HTTPResponse) -> None:
+    _security_headers(request, response.headers)
+    if getattr(request.ctx, "stream", False):
+        return  # logged when the stream ends
+    _access(request, response.status, len(response.body or b""))
+
+
+def _access(request: Request, status: int, size: int, duration: float | None = None) -> None:
+    access = getattr(request.app.ctx, "access", None)
+    if access is None:
+        return
+    target = request.path + (f"?{request.query_string}" if request.query_string else "")
+    access.write(getattr(request.ctx, "client_ip", request.ip), getattr(request.ctx, "user", None),
+                 request.method, target, status, size, request.headers.get("referer"),
+                 request.headers.get("user-agent"), duration)
+
+
+# -- routes ----------------------------------------------------------------------------------
 
 def _routes(app: Sanic) -> None:
     config: Config = app.ctx.config
@@ -117,39 +218,7 @@ def _routes(app: Sanic) -> None:
 
     @app.get("/api/files/<name>/stream")
     async def stream(request: Request, name: str) -> HTTPResponse | None:
-        follower: Follower | None = app.ctx.followers.get(name)
-        if follower is None:
-            return error(404, "unknown file", file=name[:100])
-        try:
-            args = {k: list(v) for k, v in request.get_args(keep_blank_values=True).items()}
-            params = parse_stream_params(args, request.headers.get("last-event-id"),
-                                         config.stream)
-        except ParamError as e:
-            return error(400, e.message, param=e.param)
-        if app.ctx.stopping.is_set():
-            return error(503, "server shutting down")
-        ctype = ("text/event-stream; charset=utf-8" if params.format == "sse"
-                 else "text/plain; charset=utf-8")
-        response = await request.respond(content_type=ctype, headers=STREAM_HEADERS)
-        protocol = request.transport.get_protocol()
-        send = response.send
-        if params.format == "sse":
-            protocol.response_timeout = max(protocol.response_timeout,
-                                            config.stream.heartbeat_s * 2 + 5)
-        else:
-            protocol.response_timeout = math.inf  # no heartbeat possible: guard stalls here
-            send = _stall_guarded(response.send)
-        stats = StreamStats(resumed=params.last_id is not None)
-        task = asyncio.current_task()
-        app.ctx.streams.add(task)
-        live: set[Cursor] = app.ctx.live
-        try:
-            await run_stream(name, follower, params, config.stream, send,
-                             app.ctx.stopping, stats, live)
-            await response.eof()
-        finally:
-            app.ctx.streams.discard(task)
-        return None
+        return await _stream_route(app, request, name)
 
     @app.get("/healthz")
     async def healthz(request: Request) -> HTTPResponse:
@@ -164,6 +233,64 @@ def _routes(app: Sanic) -> None:
             status=200 if status == "ok" else 503,
         )
 
+    @app.get("/metrics")
+    async def metrics(request: Request) -> HTTPResponse:
+        return raw(app.ctx.metrics.render(), content_type=CONTENT_TYPE)
+
+
+async def _stream_route(app: Sanic, request: Request, name: str) -> HTTPResponse | None:
+    """Check the name and parameters, take a stream slot, then stream."""
+    config: Config = app.ctx.config
+    follower: Follower | None = app.ctx.followers.get(name)
+    if follower is None:
+        return error(404, "unknown file", file=name[:100])
+    try:
+        args = {k: list(v) for k, v in request.get_args(keep_blank_values=True).items()}
+        params = parse_stream_params(args, request.headers.get("last-event-id"), config.stream)
+    except ParamError as e:
+        return error(400, e.message, param=e.param)
+    if app.ctx.stopping.is_set():
+        return error(503, "server shutting down", headers={"retry-after": "2"})
+    token, refused = await app.ctx.guard.acquire_stream(request.ctx.client_ip)
+    if refused is not None:
+        app.ctx.metrics.reject(refused.reason)
+        return refusal(refused)
+    try:
+        await _serve_stream(app, request, name, follower, params)
+    finally:
+        await app.ctx.guard.release_stream(token)
+    return None
+
+
+async def _serve_stream(app: Sanic, request: Request, name: str, follower: Follower,
+                        params: StreamParams) -> None:
+    config: Config = app.ctx.config
+    ctype = ("text/event-stream; charset=utf-8" if params.format == "sse"
+             else "text/plain; charset=utf-8")
+    request.ctx.stream = True
+    response = await request.respond(content_type=ctype, headers=STREAM_HEADERS)
+    protocol = request.transport.get_protocol()
+    send = response.send
+    if params.format == "sse":
+        protocol.response_timeout = max(protocol.response_timeout,
+                                        config.stream.heartbeat_s * 2 + 5)
+    else:
+        protocol.response_timeout = math.inf  # no heartbeat possible: stalls guarded here
+        send = _stall_guarded(response.send)
+    stats = StreamStats(resumed=params.last_id is not None)
+    task = asyncio.current_task()
+    app.ctx.streams.add(task)
+    app.ctx.metrics.stream_started(name, stats)
+    live: set[Cursor] = app.ctx.live
+    try:
+        await run_stream(name, follower, params, config.stream, send, app.ctx.stopping,
+                         stats, live)
+        await response.eof()
+    finally:
+        app.ctx.streams.discard(task)
+        app.ctx.metrics.stream_ended(name, stats)
+        _access(request, 200, stats.bytes, time.monotonic() - request.ctx.started)
+
 
 def _stall_guarded(send: Callable[[bytes], Awaitable[None]]) -> Callable[[bytes], Awaitable[None]]:
     async def guarded(data: bytes) -> None:
@@ -171,4 +298,3 @@ def _stall_guarded(send: Callable[[bytes], Awaitable[None]]) -> Callable[[bytes]
             await send(data)
 
     return guarded
-

@@ -288,6 +288,15 @@ class Follower:
 
     # -- for streams -----------------------------------------------------------------------
 
+    def lag_bytes(self) -> int:
+        """Bytes written to the file that the follower has not read yet."""
+        if self.gen is None or self._task is None:
+            return 0
+        try:
+            return max(0, self.gen.size() - self.scan)
+        except OSError:
+            return 0
+
     def generations(self) -> list[Generation]:
         """Every open generation, oldest first."""
         gens = [g for g in self.retired if not g.closed and g.fd >= 0]

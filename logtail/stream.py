@@ -28,7 +28,7 @@ COALESCE_BYTES = 256 * 1024
 Send = Callable[[bytes], Awaitable[None]]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class StreamStats:
     """What one stream did, for metrics and logs."""
 
