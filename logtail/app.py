@@ -98,13 +98,14 @@ async def _before_start(app: Sanic) -> None:
     app.ctx.guard = Guard(app.ctx.config.limits)
     base = app.ctx.config.source.parent if app.ctx.config.source else None
     app.ctx.access = AccessLog.from_setting(app.ctx.config.server.access_log, base)
+    app.ctx.metrics.start()  # with workers > 1, shares totals with the other workers
 
 
 async def _before_stop(app: Sanic) -> None:
     """Tell every stream to say `bye` and end, then stop followers and watchers."""
     app.ctx.stopping.set()
     for cursor in list(app.ctx.live):
-        cursor.notify()
+        cursor.stop()
     tasks = [t for t in app.ctx.streams if not t.done()]
     if tasks:
         _, pending = await asyncio.wait(tasks, timeout=1.0)
@@ -119,6 +120,7 @@ async def _before_stop(app: Sanic) -> None:
 async def _after_stop(app: Sanic) -> None:
     await app.ctx.guard.close()
     app.ctx.access.close()
+    await app.ctx.metrics.close()
 
 
 # -- middleware ------------------------------------------------------------------------------
@@ -177,13 +179,17 @@ async def _finish_response(request: Request, response: HTTPResponse) -> None:
 
 
 def _access(request: Request, status: int, size: int, duration: float | None = None) -> None:
+    route = request.route.name.rsplit(".", 1)[-1] if request.route else "none"
+    request.app.ctx.metrics.request(route, status)
     access = getattr(request.app.ctx, "access", None)
     if access is None:
         return
+    if duration is None:
+        duration = time.monotonic() - getattr(request.ctx, "started", time.monotonic())
     target = request.path + (f"?{request.query_string}" if request.query_string else "")
     access.write(getattr(request.ctx, "client_ip", request.ip), getattr(request.ctx, "user", None),
-                 request.method, target, status, size, request.headers.get("referer"),
-                 request.headers.get("user-agent"), duration)
+                 request.method, target, f"HTTP/{request.version}", status, size,
+                 request.headers.get("referer"), request.headers.get("user-agent"), duration)
 
 
 # -- routes ----------------------------------------------------------------------------------
@@ -222,20 +228,24 @@ def _routes(app: Sanic) -> None:
 
     @app.get("/healthz")
     async def healthz(request: Request) -> HTTPResponse:
+        """`ok`, or 503 `failing` while a directory watcher is dead in any worker."""
         files = {fc.name: fc.path.exists() for fc in config.files}
-        dead = [str(d) for d, w in app.ctx.registry.watchers.items() if not w.alive]
+        dead = app.ctx.metrics.dead_watchers()
         status = "ok" if not dead else "failing"
         return json_response(
             {"status": status, "version": __version__,
              "files": {"present": sum(files.values()), "missing": len(files) - sum(files.values())},
              "missing": [n for n, ok in files.items() if not ok],
-             "streams": len(app.ctx.live), "dead_watchers": dead},
+             "streams": app.ctx.metrics.open_streams(), "dead_watchers": dead,
+             "pid": os.getpid()},
             status=200 if status == "ok" else 503,
+            headers={"cache-control": "no-store"},
         )
 
     @app.get("/metrics")
     async def metrics(request: Request) -> HTTPResponse:
-        return raw(app.ctx.metrics.render(), content_type=CONTENT_TYPE)
+        return raw(app.ctx.metrics.render(), content_type=CONTENT_TYPE,
+                   headers={"cache-control": "no-store"})
 
 
 async def _stream_route(app: Sanic, request: Request, name: str) -> HTTPResponse | None:

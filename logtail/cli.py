@@ -10,8 +10,11 @@ import argparse
 import errno
 import getpass
 import logging
+import os
+import shutil
 import socket
 import sys
+import tempfile
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -95,10 +98,13 @@ def serve(config: Config) -> int:
     from sanic.worker.loader import AppLoader
 
     from logtail.app import create_app
+    from logtail.metrics import SHARED_DIR_ENV
 
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("watchfiles").setLevel(logging.WARNING)
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    ours = logging.getLogger("logtail")
+    ours.addHandler(handler)
+    ours.setLevel(logging.INFO)
     server = config.server
     _check_bind(server.host, server.port)
     names = ", ".join(f.name for f in config.files)
@@ -106,13 +112,22 @@ def serve(config: Config) -> int:
           file=sys.stderr, flush=True)
     run = dict(host=server.host, port=server.port, access_log=False, motd=False)
     if server.workers == 1:
+        os.environ.pop(SHARED_DIR_ENV, None)
         app = create_app(config)
         app.run(**run, single_process=True)
         return 0
-    loader = AppLoader(factory=partial(create_app, config))
-    app = loader.load()
-    app.prepare(**run, workers=server.workers)
-    Sanic.serve(primary=app, app_loader=loader)
+    # Each worker builds its own app (same name in every process, as Sanic requires) and
+    # writes its metrics totals into this folder, so any worker can answer for all of them.
+    shared = tempfile.mkdtemp(prefix="logtail-")
+    os.environ[SHARED_DIR_ENV] = shared  # inherited by the workers Sanic spawns
+    try:
+        loader = AppLoader(factory=partial(create_app, config, name="logtail"))
+        app = loader.load()
+        app.prepare(**run, workers=server.workers)
+        Sanic.serve(primary=app, app_loader=loader)
+    finally:
+        os.environ.pop(SHARED_DIR_ENV, None)
+        shutil.rmtree(shared, ignore_errors=True)
     return 0
 
 

@@ -53,6 +53,7 @@ class Cursor:
         self.lagging = True  # read the file until level with the follower
         self.told_missing = False
         self.catchups = 0  # times the queue overflowed and the file was read instead
+        self.stopped = False
         self._scan = offset
         self._splitter = LineSplitter(max_line_bytes)
         self._wake = asyncio.Event()
@@ -75,6 +76,11 @@ class Cursor:
         self._wake.set()
 
     def notify(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        """The server is stopping: the stream ends at its next step."""
+        self.stopped = True
         self._wake.set()
 
     def push(self, notice: Notice) -> None:
@@ -118,6 +124,8 @@ class Cursor:
             self.line_no += b.lines.count
 
     def _step(self) -> Batch | Notice | None:
+        if self.stopped:
+            return END
         if self._pending:
             return self._pending.popleft()
         gen = self.gen

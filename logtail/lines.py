@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 __all__ = ["LineSplitter", "Lines", "cut_line", "normalise"]
 
+SLACK = 3  # bytes held past the limit, so a cut can see where a UTF-8 character ends
+
 
 @dataclass(slots=True, frozen=True)
 class Lines:
@@ -95,7 +97,7 @@ class LineSplitter:
     def _hold(self, data: bytes) -> None:
         if not data:
             return
-        room = self.limit - len(self.head)
+        room = self.limit + SLACK - len(self.head)
         if room > 0:
             self.head += data[:room]
         self.extra += max(0, len(data) - max(room, 0))
@@ -104,7 +106,7 @@ class LineSplitter:
         total = len(self.head) + self.extra + len(tail)
         head = self.head
         if not self.extra:
-            head += tail[: max(0, self.limit - len(head))]
+            head += tail[: max(0, self.limit + SLACK - len(head))]
         self.head, self.extra = b"", 0
         if total > self.limit:
             return cut_line(head, total, self.limit)

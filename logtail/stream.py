@@ -190,8 +190,6 @@ async def run_stream(name: str, follower: Follower, params: StreamParams, cfg: S
     cursor: Cursor | None = None
     hold = _Hold()
     try:
-        if params.format == "sse":
-            await send(opening(cfg.retry_ms))
         if params.follow:
             await follower.subscribe(hold)
             cursor = await _start_cursor(name, follower, params, cfg, opened)
@@ -202,6 +200,8 @@ async def run_stream(name: str, follower: Follower, params: StreamParams, cfg: S
                 cursor.push(Notice("missing", {"file": name}))
         else:
             cursor = await _snapshot_cursor(name, follower, params, cfg, opened)
+        if params.format == "sse":  # after the position is fixed: all from `open` on is sent
+            await send(opening(cfg.retry_ms))
         live.add(cursor)
         await _pump(cursor, framer, cfg, send, stopping, stats)
         if stopping.is_set() and params.format == "sse":

@@ -114,6 +114,6 @@ def _reverse_lines(fd: int, end: int, limit: int) -> Iterator[tuple[int, bytes, 
         else:
             carry, carry_len = parts[0] + carry, len(parts[0]) + carry_len
         if len(carry) > 2 * limit:
-            carry = carry[:limit]
+            carry = carry[: limit + 3]
         pos = start
     yield 0, carry, carry_len

@@ -23,6 +23,7 @@ from logtail.follow import Follower
 __all__ = ["DirectoryWatcher", "WatchRegistry"]
 
 log = logging.getLogger("logtail.watch")
+MAX_FAILURES = 3  # failed starts in a row before a watcher counts as dead (healthz fails)
 
 
 class DirectoryWatcher:
@@ -31,7 +32,8 @@ class DirectoryWatcher:
         self.cfg = cfg
         self.followers: set[Follower] = set()
         self.restarts = 0
-        self.alive = True
+        self.failures = 0  # failed starts since the last time the watcher ran
+        self.alive = True  # False after MAX_FAILURES failures in a row, or if the task died
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -39,6 +41,12 @@ class DirectoryWatcher:
         self._task = asyncio.get_running_loop().create_task(
             self._run(), name=f"logtail-watch-{self.directory}"
         )
+        self._task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        if not self._stop.is_set():  # nobody asked it to stop
+            self.alive = False
+            log.error("watcher for %s stopped unexpectedly", self.directory)
 
     async def stop(self) -> None:
         self._stop.set()
@@ -72,6 +80,9 @@ class DirectoryWatcher:
                 raise
             except Exception as e:  # the watcher must outlive a bad moment of the filesystem
                 self.restarts += 1
+                self.failures += 1
+                if self.failures >= MAX_FAILURES:
+                    self.alive = False
                 log.warning("watcher for %s failed (%s); restarting", self.directory, e)
                 self.poke_all()
                 await self._sleep(self.cfg.safety_s)
@@ -88,6 +99,8 @@ class DirectoryWatcher:
             recursive=False,
             ignore_permission_denied=True,
         ):
+            self.failures = 0  # it runs: inotify is set up and answering
+            self.alive = True
             if not changes:
                 self.poke_all()
                 if _identity(self.directory) != ident:
@@ -119,6 +132,11 @@ class WatchRegistry:
         self.cfg = cfg
         self.watchers: dict[Path, DirectoryWatcher] = {}
         self._stopping: set[asyncio.Task[None]] = set()
+        self._past_restarts = 0  # of watchers no longer running, so the total never drops
+
+    @property
+    def restarts(self) -> int:
+        return self._past_restarts + sum(w.restarts for w in self.watchers.values())
 
     def update(self, follower: Follower) -> None:
         """Make the watched set match the follower's directories (none when inactive)."""
@@ -128,6 +146,7 @@ class WatchRegistry:
                 watcher.followers.discard(follower)
                 if not watcher.followers:
                     del self.watchers[directory]
+                    self._past_restarts += watcher.restarts
                     task = asyncio.get_running_loop().create_task(watcher.stop())
                     self._stopping.add(task)
                     task.add_done_callback(self._stopping.discard)

@@ -29,9 +29,17 @@ from logtail.config import parse_config
 ROOT = Path(__file__).resolve().parent.parent
 
 
+RELAXED = '[limits]\nrequests_per_ip = "100000/minute"\nstreams_per_ip = 1000\n'
+
+
 def make_config(tmp: Path, files: dict[str, str] | None = None, extra: str = "") -> Any:
-    """A Config for files in `tmp` (name -> relative path), plus extra TOML."""
+    """A Config for files in `tmp` (name -> relative path), plus extra TOML.
+
+    Rate limits are relaxed unless `extra` has a [limits] table: most tests reconnect a lot.
+    """
     files = files or {"app": "app.log"}
+    if "[limits]" not in extra:
+        extra = RELAXED + extra
     text = extra + "\n" + "".join(
         f'[[files]]\nname = "{n}"\npath = "{p}"\n' for n, p in files.items()
     )
@@ -40,6 +48,8 @@ def make_config(tmp: Path, files: dict[str, str] | None = None, extra: str = "")
 
 def toml_config(tmp: Path, files: dict[str, str] | None = None, extra: str = "") -> Path:
     files = files or {"app": "app.log"}
+    if "[limits]" not in extra:
+        extra = RELAXED + extra
     path = tmp / "config.toml"
     path.write_text(extra + "\n" + "".join(
         f'[[files]]\nname = "{n}"\npath = "{p}"\n' for n, p in files.items()))
@@ -51,13 +61,15 @@ async def live_server(config: Any) -> AsyncIterator[str]:
     """Run the app in this event loop on 127.0.0.1:<free port>; yield its base URL."""
     app = create_app(config)
     app.config.TOUCHUP = False  # touch-up rewrites Sanic's classes once per process, not per app
-    server = await app.create_server(host="127.0.0.1", port=0, return_asyncio_server=True,
-                                     access_log=False)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))  # Sanic reads port 0 as "default 8000": bind it ourselves
+    sock.listen(1024)
+    server = await app.create_server(sock=sock, return_asyncio_server=True, access_log=False)
     assert server is not None
     await server.startup()
     await server.before_start()
     await server.after_start()
-    port = server.server.sockets[0].getsockname()[1]
+    port = sock.getsockname()[1]
     app.ctx.test_port = port
     try:
         yield f"http://127.0.0.1:{port}"
@@ -110,7 +122,7 @@ class SSE:
         assert self._queue is not None
         ev, data, has_field = Event(), [], False
         try:
-            async for line in self.response.aiter_lines():
+            async for line in _sse_lines(self.response):
                 if line == "":
                     if data or (has_field and ev.event != "message"):
                         ev.data = "\n".join(data)
@@ -162,6 +174,19 @@ class SSE:
                 else:
                     notices.append(ev)
         return lines, notices
+
+
+async def _sse_lines(response: httpx.Response) -> AsyncIterator[str]:
+    """Lines as SSE defines them (CR, LF, CRLF), unlike str.splitlines, which also splits
+    on form feeds, vertical tabs and U+2028 that a log line may legitimately contain."""
+    buf = b""
+    async for chunk in response.aiter_bytes():
+        buf += chunk
+        if b"\r" in buf:
+            buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        *lines, buf = buf.split(b"\n")
+        for line in lines:
+            yield line.decode("utf-8", "replace")
 
 
 @contextlib.asynccontextmanager
