@@ -58,7 +58,7 @@ async def test_random_reconnects_lose_and_double_nothing(tmp_path):
                 for _ in range(rng.randint(1, 4)):
                     try:
                         ev = await s.next_event(timeout=1 if task.done() else 5)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         break
                     assert ev.event == "message", ev
                     received.extend(ev.lines)
