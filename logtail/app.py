@@ -61,8 +61,9 @@ def create_app(config: Config, name: str | None = None) -> Sanic:
     app = Sanic(name or f"logtail_{os.getpid()}_{next(_names)}")
     app.config.FALLBACK_ERROR_FORMAT = "json"
     app.config.GRACEFUL_SHUTDOWN_TIMEOUT = 3.0
-    app.config.KEEP_ALIVE_TIMEOUT = 15
-    app.config.REQUEST_TIMEOUT = 10  # whole request head within 10 s: slowloris gets cut
+    # a request head must arrive whole within request_timeout_s: slowloris clients are cut
+    app.config.KEEP_ALIVE_TIMEOUT = config.server.keepalive_timeout_s
+    app.config.REQUEST_TIMEOUT = config.server.request_timeout_s
     app.config.REQUEST_MAX_SIZE = 64 * 1024
     app.config.REQUEST_MAX_HEADER_SIZE = 16 * 1024
     app.config.NOISY_EXCEPTIONS = False

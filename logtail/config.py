@@ -64,6 +64,8 @@ class ServerConfig:
     cors_origins: tuple[str, ...] = ()
     access_log: str = "off"
     show_paths: bool = False
+    request_timeout_s: float = field(default=10.0, metadata=_check(_positive))
+    keepalive_timeout_s: float = field(default=15.0, metadata=_check(_positive))
 
 
 @dataclass(frozen=True)
