@@ -200,8 +200,9 @@ async def run_stream(name: str, follower: Follower, params: StreamParams, cfg: S
                 cursor.push(Notice("missing", {"file": name}))
         else:
             cursor = await _snapshot_cursor(name, follower, params, cfg, opened)
-        if params.format == "sse":  # after the position is fixed: all from `open` on is sent
-            await send(opening(cfg.retry_ms))
+        # headers go out now, after the position is fixed: every line written after the
+        # client sees the response is in the stream (text streams send no body yet)
+        await send(opening(cfg.retry_ms) if params.format == "sse" else b"")
         live.add(cursor)
         await _pump(cursor, framer, cfg, send, stopping, stats)
         if stopping.is_set() and params.format == "sse":
