@@ -100,8 +100,14 @@ class AuthConfig:
         return bool(self.users or self.tokens)
 
 
+def _backend(v: str) -> str | None:
+    return None if v in ("auto", "inotify", "watchfiles") else \
+        'must be "auto", "inotify" or "watchfiles"'
+
+
 @dataclass(frozen=True)
 class WatchConfig:
+    backend: str = field(default="auto", metadata=_check(_backend))
     step_ms: int = field(default=1, metadata=_check(_positive))
     debounce_ms: int = field(default=10, metadata=_check(_positive))
     safety_s: float = field(default=1.0, metadata=_check(_positive))

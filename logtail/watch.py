@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import sys
 from pathlib import Path
 
 from watchfiles import awatch
@@ -35,6 +36,7 @@ class DirectoryWatcher:
         self.failures = 0  # failed starts since the last time the watcher ran
         self.alive = True  # False after MAX_FAILURES failures in a row, or if the task died
         self._stop = asyncio.Event()
+        self._stop_asked = False  # awatch sets `_stop` itself when cancelled: not the same
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -44,11 +46,12 @@ class DirectoryWatcher:
         self._task.add_done_callback(self._ended)
 
     def _ended(self, task: asyncio.Task[None]) -> None:
-        if not self._stop.is_set():  # nobody asked it to stop
+        if not self._stop_asked:
             self.alive = False
             log.error("watcher for %s stopped unexpectedly", self.directory)
 
     async def stop(self) -> None:
+        self._stop_asked = True
         self._stop.set()
         if self._task is not None:
             task, self._task = self._task, None
@@ -132,6 +135,8 @@ class WatchRegistry:
         self.cfg = cfg
         self.watchers: dict[Path, DirectoryWatcher] = {}
         self._stopping: set[asyncio.Task[None]] = set()
+        self._hub = None  # the inotify instance shared by this worker's directories
+        self._inotify_ok = sys.platform.startswith("linux")
         self._past_restarts = 0  # of watchers no longer running, so the total never drops
 
     @property
@@ -153,11 +158,32 @@ class WatchRegistry:
         for directory in wanted:
             watcher = self.watchers.get(directory)
             if watcher is None:
-                watcher = self.watchers[directory] = DirectoryWatcher(directory, self.cfg)
+                watcher = self.watchers[directory] = self._new_watcher(directory)
                 watcher.start()
             watcher.followers.add(follower)
+
+    def _new_watcher(self, directory: Path) -> DirectoryWatcher:
+        """inotify on the event loop where it works; watchfiles otherwise, or when asked."""
+        if self.cfg.backend != "watchfiles" and self._hub is None and self._inotify_ok:
+            try:
+                from logtail.inotify import InotifyHub
+
+                self._hub = InotifyHub()
+            except (ImportError, OSError) as e:
+                if self.cfg.backend == "inotify":
+                    raise
+                log.info("inotify unavailable (%s): using watchfiles", e)
+                self._inotify_ok = False
+        if self._hub is not None:
+            from logtail.inotify import InotifyDirectoryWatcher
+
+            return InotifyDirectoryWatcher(directory, self.cfg.safety_s, self._hub)  # type: ignore[return-value]
+        return DirectoryWatcher(directory, self.cfg)
 
     async def close(self) -> None:
         watchers = list(self.watchers.values())
         self.watchers.clear()
         await asyncio.gather(*(w.stop() for w in watchers), *self._stopping)
+        if self._hub is not None:
+            self._hub.close()
+            self._hub = None

@@ -18,6 +18,16 @@ from helpers import append, live_server, make_config, sse
 Rotate = Callable[[Path], None]
 
 
+@pytest.fixture(params=["inotify", "watchfiles"])
+def backend(request) -> str:
+    return request.param
+
+
+def config(tmp: Path, backend: str, files: dict[str, str] | None = None, watch: str = ""):
+    """Every rotation test runs on both directory watchers."""
+    return make_config(tmp, files, extra=f'[watch]\nbackend = "{backend}"\n{watch}')
+
+
 def rename_create(path: Path) -> None:
     os.rename(path, path.with_name(path.name + ".1"))
     path.touch()
@@ -64,10 +74,10 @@ async def writer(path: Path, count: int, rotate: Rotate, rotate_at: set[int],
     (rename_create, "rotated"),
     (delete_recreate, "rotated"),
 ])
-async def test_rotation_while_writing_loses_and_doubles_nothing(tmp_path, rotate, notice):
+async def test_rotation_while_writing_loses_and_doubles_nothing(tmp_path, rotate, notice, backend):
     log = tmp_path / "app.log"
     log.touch()
-    async with live_server(make_config(tmp_path)) as base:
+    async with live_server(config(tmp_path, backend)) as base:
         async with sse(base, "/api/files/app/stream?n=0") as s:
             await asyncio.sleep(0.2)
             written = await writer(log, 600, rotate, {150, 300, 450})
@@ -77,10 +87,10 @@ async def test_rotation_while_writing_loses_and_doubles_nothing(tmp_path, rotate
     assert [n.event for n in notices if n.event != "missing"] == [notice] * 3
 
 
-async def test_copytruncate_gives_truncated_notice_and_keeps_following(tmp_path):
+async def test_copytruncate_gives_truncated_notice_and_keeps_following(tmp_path, backend):
     log = tmp_path / "app.log"
     log.touch()
-    async with live_server(make_config(tmp_path)) as base:
+    async with live_server(config(tmp_path, backend)) as base:
         async with sse(base, "/api/files/app/stream?n=0") as s:
             append(log, *(f"before {i}" for i in range(100)))
             assert len(await s.collect(100)) == 100
@@ -92,13 +102,13 @@ async def test_copytruncate_gives_truncated_notice_and_keeps_following(tmp_path)
             assert [n.event for n in notices] == ["truncated"]
 
 
-async def test_copytruncate_then_fast_regrowth_is_still_noticed(tmp_path):
+async def test_copytruncate_then_fast_regrowth_is_still_noticed(tmp_path, backend):
     """Truncated and rewritten past the old offset before logtail looks: caught by the
     checksum of the bytes before the offset, not by the size."""
     log = tmp_path / "app.log"
     append(log, "a" * 50)
-    config = make_config(tmp_path, extra="[watch]\nsafety_s = 0.2\n")
-    async with live_server(config) as base:
+    cfg = config(tmp_path, backend, watch="safety_s = 0.2\n")
+    async with live_server(cfg) as base:
         async with sse(base, "/api/files/app/stream?n=1") as s:
             assert await s.collect(1) == ["a" * 50]
             with open(log, "r+b") as f:  # truncate and regrow in one go
@@ -110,14 +120,14 @@ async def test_copytruncate_then_fast_regrowth_is_still_noticed(tmp_path):
     assert [n.event for n in notices] == ["truncated"]
 
 
-async def test_symlink_swap_is_followed(tmp_path):
+async def test_symlink_swap_is_followed(tmp_path, backend):
     real = tmp_path / "real"
     real.mkdir()
     target = real / "app-1.log"
     target.touch()
     link = tmp_path / "app.log"
     os.symlink(target, link)
-    async with live_server(make_config(tmp_path)) as base:
+    async with live_server(config(tmp_path, backend)) as base:
         async with sse(base, "/api/files/app/stream?n=0") as s:
             await asyncio.sleep(0.2)
             written = await writer(link, 300, symlink_swap, {100, 200})
@@ -127,13 +137,13 @@ async def test_symlink_swap_is_followed(tmp_path):
     assert [n.event for n in notices] == ["rotated", "rotated"]
 
 
-async def test_directory_deleted_and_recreated(tmp_path):
+async def test_directory_deleted_and_recreated(tmp_path, backend):
     logs = tmp_path / "logs"
     logs.mkdir()
     log = logs / "app.log"
     append(log, "first")
-    config = make_config(tmp_path, {"app": "logs/app.log"}, extra="[watch]\nsafety_s = 0.2\n")
-    async with live_server(config) as base:
+    cfg = config(tmp_path, backend, {"app": "logs/app.log"}, watch="safety_s = 0.2\n")
+    async with live_server(cfg) as base:
         async with sse(base, "/api/files/app/stream?n=5") as s:
             assert await s.collect(1) == ["first"]
             shutil.rmtree(logs)
@@ -148,11 +158,11 @@ async def test_directory_deleted_and_recreated(tmp_path):
             assert await s.collect(1) == ["third"]
 
 
-async def test_rename_rotation_drains_the_old_file_first(tmp_path):
+async def test_rename_rotation_drains_the_old_file_first(tmp_path, backend):
     """Lines written to the old file just before the rename are not lost."""
     log = tmp_path / "app.log"
     log.touch()
-    async with live_server(make_config(tmp_path)) as base:
+    async with live_server(config(tmp_path, backend)) as base:
         async with sse(base, "/api/files/app/stream?n=0") as s:
             await asyncio.sleep(0.2)
             with open(log, "a") as f:
