@@ -7,6 +7,7 @@ build as many apps as they like, and each worker process builds its own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import math
@@ -28,7 +29,7 @@ from logtail.follow import Follower
 from logtail.guard import Guard, Refusal
 from logtail.metrics import CONTENT_TYPE, Metrics
 from logtail.params import ParamError, StreamParams, parse_stream_params
-from logtail.stream import StreamStats, run_stream
+from logtail.stream import StreamStats, heartbeat_ticker, run_stream
 from logtail.watch import WatchRegistry
 from logtail.web import WebAssets
 
@@ -99,12 +100,18 @@ async def _before_start(app: Sanic) -> None:
     app.ctx.guard = Guard(app.ctx.config.limits)
     base = app.ctx.config.source.parent if app.ctx.config.source else None
     app.ctx.access = AccessLog.from_setting(app.ctx.config.server.access_log, base)
+    app.ctx.ticker = asyncio.get_running_loop().create_task(
+        heartbeat_ticker(app.ctx.live, app.ctx.config.stream.heartbeat_s),
+        name="logtail-heartbeats")
     app.ctx.metrics.start()  # with workers > 1, shares totals with the other workers
 
 
 async def _before_stop(app: Sanic) -> None:
     """Tell every stream to say `bye` and end, then stop followers and watchers."""
     app.ctx.stopping.set()
+    app.ctx.ticker.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await app.ctx.ticker
     for cursor in list(app.ctx.live):
         cursor.stop()
     tasks = [t for t in app.ctx.streams if not t.done()]

@@ -116,6 +116,11 @@ def serve(config: Config) -> int:
         app = create_app(config)
         app.run(**run, single_process=True)
         return 0
+    if not config.limits.storage.startswith(("redis://", "rediss://")):
+        print(f"logtail: warning: {server.workers} workers with limits.storage = "
+              f"{config.limits.storage!r}: the per-IP limits and max_streams are counted in "
+              f"each worker (a client may get up to {server.workers}x); set limits.storage to "
+              "a redis:// URL to make them global", file=sys.stderr, flush=True)
     # Each worker builds its own app (same name in every process, as Sanic requires) and
     # writes its metrics totals into this folder, so any worker can answer for all of them.
     shared = tempfile.mkdtemp(prefix="logtail-")

@@ -54,6 +54,9 @@ class Cursor:
         self.told_missing = False
         self.catchups = 0  # times the queue overflowed and the file was read instead
         self.stopped = False
+        self.beat_due = False
+        self.last_sent = 0.0  # monotonic time of the stream's last write
+        self.heartbeats = True  # False for text streams: they have no way to send one
         self._scan = offset
         self._splitter = LineSplitter(max_line_bytes)
         self._wake = asyncio.Event()
@@ -89,17 +92,22 @@ class Cursor:
 
     # -- called by the stream ----------------------------------------------------------------
 
-    async def next(self, timeout: float | None) -> Batch | Notice | None:
-        """The next thing to send; None when `timeout` passed with nothing (heartbeat due)."""
+    async def next(self) -> Batch | Notice | None:
+        """The next thing to send; None when a heartbeat is due (see `beat`)."""
         while True:
             item = self._step()
             if item is not None:
                 return item
-            self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout)
-            except TimeoutError:
+            if self.beat_due:
+                self.beat_due = False
                 return None
+            self._wake.clear()
+            await self._wake.wait()
+
+    def beat(self) -> None:
+        """Called by the app's heartbeat ticker: one timer for all streams, none per wake."""
+        self.beat_due = True
+        self._wake.set()
 
     def take_ready(self, max_bytes: int) -> list[Batch]:
         """More live batches that are ready now, to send in the same write."""

@@ -31,6 +31,9 @@ log = logging.getLogger("logtail.follow")
 CHUNK = 1024 * 1024  # one read
 BUDGET = 4 * 1024 * 1024  # read at most this much before letting other tasks run
 MAX_RETIRED = 8  # rotated generations kept open for streams still reading them
+FANOUT_MIN = 32  # from this many streams on, a follower waits a little to batch
+FANOUT_WAIT_PER_SUB = 20e-6  # about what waking and writing one stream costs
+FANOUT_MAX_WAIT = 0.05
 
 
 class Subscriber(Protocol):
@@ -146,10 +149,17 @@ class Follower:
             if self.splitter.pending:
                 timeout = max(0.0, self.partial_since + self.partial_line_s - time.monotonic())
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
             except TimeoutError:
                 self._flush_partial()
             self._wake.clear()
+            if len(self.subs) >= FANOUT_MIN:
+                # many streams: gather what comes in the next moment into one batch, so
+                # each stream wakes and writes once for many lines (latency when quiet,
+                # batching when busy: the wait grows with the number of streams)
+                await asyncio.sleep(min(FANOUT_MAX_WAIT, len(self.subs) * FANOUT_WAIT_PER_SUB))
+                self._wake.clear()
             try:
                 more = self.sync()
             except OSError as e:

@@ -47,6 +47,7 @@ STREAM_COUNTERS = {  # snapshot key -> (metric name, help)
     "resumes": ("logtail_resumes", "Streams started with a Last-Event-ID (resumed)"),
 }
 
+REJECTION_REASONS = ("rate", "streams_per_ip", "max_streams", "auth")  # shown even at 0
 Snapshot = dict[str, Any]
 
 
@@ -275,7 +276,7 @@ class _Collector(Collector):
         yield c
         yield lag
         yield active
-        reasons: Counter[str] = Counter()
+        reasons: Counter[str] = Counter(dict.fromkeys(REJECTION_REASONS, 0))
         for s in snaps:
             reasons.update(s["rejections"])
         c = CounterMetricFamily("logtail_rejections", "Requests refused by limits or "

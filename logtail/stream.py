@@ -22,7 +22,7 @@ from logtail.resume import matches, resolve
 from logtail.sse import comment, data_event, id_only, notice, opening, text_lines
 from logtail.tail import find_start, line_end
 
-__all__ = ["StreamStats", "run_stream"]
+__all__ = ["StreamStats", "heartbeat_ticker", "run_stream"]
 
 COALESCE_BYTES = 256 * 1024
 Send = Callable[[bytes], Awaitable[None]]
@@ -218,10 +218,10 @@ async def run_stream(name: str, follower: Follower, params: StreamParams, cfg: S
 
 async def _pump(cursor: Cursor, framer: Framer, cfg: StreamConfig, send: Send,
                 stopping: asyncio.Event, stats: StreamStats) -> None:
-    last_sent = time.monotonic()
+    cursor.last_sent = time.monotonic()
+    cursor.heartbeats = framer.sse
     while not stopping.is_set():
-        timeout = cfg.heartbeat_s - (time.monotonic() - last_sent) if framer.sse else None
-        item = await cursor.next(max(0.0, timeout) if timeout is not None else None)
+        item = await cursor.next()
         if stopping.is_set():
             return
         if item is None:
@@ -239,11 +239,22 @@ async def _pump(cursor: Cursor, framer: Framer, cfg: StreamConfig, send: Send,
             for more in cursor.take_ready(COALESCE_BYTES):
                 parts.append(framer.batch(more, stats))
             stats.batches += len(parts)
-            payload = b"".join(parts)
+            payload = parts[0] if len(parts) == 1 else b"".join(parts)
         if payload:
             await send(payload)
             stats.bytes += len(payload)
-            last_sent = time.monotonic()
+            cursor.last_sent = time.monotonic()
+
+
+async def heartbeat_ticker(live: set[Cursor], heartbeat_s: float) -> None:
+    """Wake the streams that were quiet for `heartbeat_s`: one timer for all of them."""
+    tick = min(1.0, heartbeat_s / 4)
+    while True:
+        await asyncio.sleep(tick)
+        due = time.monotonic() - heartbeat_s
+        for cursor in live:
+            if cursor.heartbeats and cursor.last_sent <= due and not cursor.beat_due:
+                cursor.beat()
 
 
 class _Hold:
