@@ -1,20 +1,576 @@
-// Minimal viewer: lists files, streams one, appends lines as text.
-const fileSelect = document.getElementById("file");
-const logEl = document.getElementById("log");
-const stateEl = document.getElementById("state");
-let source = null;
+// The viewer: wires the file list, the stream, the filter and the virtual list together,
+// keeps the file and filter in the page address, and handles the keyboard.
 
-function connect(name) {
-  if (source) source.close();
-  logEl.textContent = "";
-  source = new EventSource(`api/files/${encodeURIComponent(name)}/stream`);
-  source.onopen = () => { stateEl.textContent = "live"; };
-  source.onerror = () => { stateEl.textContent = "reconnecting"; };
-  source.onmessage = (e) => { logEl.append(e.data + "\n"); };
+import { stripAnsi } from "./ansi.js";
+import { KIND_NOTICE, NOTICE_WARN } from "./buffer.js";
+import { compileFilter, sameSpec } from "./filter.js";
+import { Model } from "./model.js";
+import { parseJsonLine } from "./render.js";
+import { LogStream } from "./stream.js";
+import { LogView } from "./view.js";
+
+const $ = (id) => document.getElementById(id);
+// The app's root, wherever it is mounted (/, /logs/, ...): one level above static/app.js.
+const ROOT = new URL("../", import.meta.url);
+const SERVER_FILTER_DELAY_MS = 400;
+const CAPS = [10_000, 50_000, 100_000, 250_000, 500_000];
+const fmt = new Intl.NumberFormat("en");
+const NO_FILTER = compileFilter({ q: "" });
+
+// -- preferences (this browser) and view state (the address) -------------------------------
+
+function loadPrefs() {
+  const prefs = { theme: "auto", wrap: false, gutter: "num", cap: 100_000 };
+  try {
+    Object.assign(prefs, JSON.parse(localStorage.getItem("logtail.prefs") || "{}"));
+  } catch {
+    // private mode or a broken entry: defaults
+  }
+  if (!CAPS.includes(Number(prefs.cap))) prefs.cap = 100_000;
+  prefs.cap = Number(prefs.cap);
+  return prefs;
 }
 
-const res = await fetch("api/files");
-const { files } = await res.json();
-for (const f of files) fileSelect.append(new Option(f.title, f.name));
-fileSelect.onchange = () => connect(fileSelect.value);
-if (files.length) connect(files[0].name);
+function savePrefs() {
+  try {
+    localStorage.setItem("logtail.prefs", JSON.stringify(prefs));
+  } catch {
+    // not persisted: fine
+  }
+}
+
+const FLAG_KEYS = { regex: "regex", case: "caseSensitive", invert: "invert", server: "server" };
+
+function readAddress() {
+  const p = new URLSearchParams(location.hash.slice(1) || location.search.slice(1));
+  const s = { file: p.get("file"), q: p.get("q") || "", regex: false, caseSensitive: false,
+    invert: false, server: false, n: null };
+  for (const [key, prop] of Object.entries(FLAG_KEYS)) s[prop] = p.get(key) === "1";
+  const n = p.get("n");
+  if (n !== null && /^\d+$/.test(n)) s.n = Number(n);
+  return s;
+}
+
+let addressTimer = 0;
+
+/** Update the address soon (typing a filter rewrites it once, not per keystroke). */
+function writeAddressSoon() {
+  clearTimeout(addressTimer);
+  addressTimer = setTimeout(writeAddress, 250);
+}
+
+function writeAddress() {
+  clearTimeout(addressTimer);
+  const p = new URLSearchParams();
+  if (view.file) p.set("file", view.file);
+  if (view.q) p.set("q", view.q);
+  for (const [key, prop] of Object.entries(FLAG_KEYS)) if (view[prop]) p.set(key, "1");
+  if (view.n !== null) p.set("n", String(view.n));
+  const hash = "#" + p.toString();
+  if (location.hash !== hash) history.replaceState(null, "", location.pathname + location.search + hash);
+}
+
+const prefs = loadPrefs();
+const view = readAddress(); // file and filter: what a shared link reproduces
+
+// -- parts ---------------------------------------------------------------------------------
+
+const ui = {
+  file: $("file"), filter: $("filter"), filterBox: $("filter-box"), filterError: $("filter-error"),
+  count: $("count"), regex: $("opt-regex"), case: $("opt-case"), invert: $("opt-invert"),
+  server: $("opt-server"), pause: $("pause"), end: $("end"), wrap: $("wrap"), gutter: $("gutter"),
+  download: $("download"), clear: $("clear"), theme: $("theme"), help: $("help"),
+  conn: $("conn"), connText: $("conn-text"), connDetail: $("conn-detail"),
+  followState: $("follow-state"), evicted: $("evicted"), newLines: $("new-lines"),
+  announce: $("announce"), detail: $("detail"), detailBody: $("detail-body"),
+  detailClose: $("detail-close"), dialog: $("help-dialog"), helpClose: $("help-close"),
+  cap: $("cap"), viewport: $("viewport"),
+};
+
+const model = new Model(prefs.cap, (data) => (data ? list.scheduleData() : list.schedule()));
+const list = new LogView({
+  viewport: ui.viewport, sizer: $("sizer"), rows: $("rows"), model,
+  onFollow: (state) => {
+    updateFollowUi();
+    announce(state === "following" ? "Following new lines" :
+      state === "paused" ? "Paused; new lines are kept" : "Scrolled up; following stopped");
+  },
+  onRender: () => updateCounts(),
+});
+
+let files = [];
+let stream = null;
+let streamSpec = null; // the server-side filter the current stream was opened with
+let serverTimer = 0;
+let lastState = "";
+
+// -- announcements and status ------------------------------------------------------------
+
+let announceTimer = 0;
+let countToSay = false; // after a filter change, say the count once it settles
+let countTimer = 0;
+function announce(text) {
+  clearTimeout(announceTimer);
+  ui.announce.textContent = "";
+  announceTimer = setTimeout(() => { ui.announce.textContent = text; }, 50);
+}
+
+function lines(n, noun = "line") {
+  return `${fmt.format(n)} ${noun}${n === 1 ? "" : "s"}`;
+}
+
+function setText(el, text) {
+  if (el.textContent !== text) el.textContent = text;
+}
+
+function updateCounts() {
+  const { ring, list: shown } = model;
+  const total = ring.lines;
+  const matching = shown.length - shown.notices;
+  let text;
+  if (model.filtering) text = `filtering… ${Math.round(model.progress * 100)}%`;
+  else if (view.server && view.q) text = `${lines(total, "matching line")} (server filter)`;
+  else if (model.filter.active) text = `${fmt.format(matching)} of ${lines(total)}`;
+  else text = lines(total);
+  setText(ui.count, text);
+  if (countToSay && !model.filtering) {
+    countToSay = false;
+    clearTimeout(countTimer);
+    countTimer = setTimeout(() => announce(ui.count.textContent), 800);
+  }
+
+  const fresh = list.newCount();
+  ui.newLines.hidden = list.follow || fresh === 0;
+  setText(ui.newLines, `↓ ${lines(fresh, "new line")}`);
+  const state = list.state;
+  setText(ui.followState, state === "following" ? "following" :
+    `${state === "paused" ? "paused" : "scrolled up"} · ${lines(fresh, "new line")}`);
+
+  ui.evicted.hidden = ring.evicted === 0;
+  if (ring.evicted) {
+    setText(ui.evicted, `${fmt.format(ring.evicted)} older lines dropped (keeping the newest ${fmt.format(ring.cap)})`);
+  }
+}
+
+function updateFollowUi() {
+  const paused = list.state !== "following";
+  setText(ui.pause, paused ? "Resume" : "Pause");
+  ui.pause.setAttribute("aria-pressed", String(list.state === "paused"));
+  ui.pause.title = paused ? "Resume (p): show every line and follow" :
+    "Pause (p): keep receiving, stop showing new lines";
+  updateCounts();
+}
+
+const STATE_TEXT = { connecting: "connecting", live: "live", reconnecting: "reconnecting",
+  resumed: "resumed", limited: "limited", error: "error" };
+let countdown = 0;
+let resumedTimer = 0;
+
+function setConnState(state, info = {}) {
+  clearInterval(countdown);
+  clearTimeout(resumedTimer);
+  ui.conn.dataset.state = state;
+  setText(ui.connText, STATE_TEXT[state] || state);
+  const detail = () => {
+    let text = info.message || "";
+    if (info.until) {
+      const s = Math.max(0, Math.ceil((info.until - Date.now()) / 1000));
+      text = `${text ? text + "; " : ""}retrying in ${s} s`;
+    }
+    if (state === "live") text = "live";
+    if (state === "resumed") text = "reconnected; resumed with nothing missed";
+    setText(ui.connDetail, text);
+    ui.conn.title = text || state;
+  };
+  detail();
+  if (info.until) countdown = setInterval(detail, 1000);
+  if (state === "resumed") {
+    resumedTimer = setTimeout(() => {
+      if (ui.conn.dataset.state === "resumed") setConnState("live");
+    }, 5000);
+  }
+  if (state !== lastState) {
+    const spoken = {
+      connecting: "Connecting", live: "Live", reconnecting: "Connection lost; reconnecting",
+      resumed: "Reconnected; nothing missed", limited: "Server busy; will retry by itself",
+      error: `Error: ${info.message || "stream failed"}`,
+    };
+    announce(spoken[state] || state);
+    lastState = state;
+  }
+  if (state === "error" && info.status === 400 && view.server) showFilterError(info.message);
+}
+
+// -- notices ------------------------------------------------------------------------------
+
+function noticeText(name, data) {
+  switch (name) {
+    case "rotated":
+      return [data.reason === "created" ? "file created" : data.reason === "recreated" ?
+        "file deleted and created again; following the new one" :
+        "file rotated; following the new file", false];
+    case "truncated":
+      return ["file truncated; reading from its start", true];
+    case "missing":
+      return ["file is missing; waiting for it to appear", true];
+    case "reset":
+      return [`could not resume (${data.reason || "unknown position"}); showing recent lines`, true];
+    case "dropped": {
+      const what = typeof data.lines === "number" ? `${fmt.format(data.lines)} lines` :
+        `${fmt.format(data.bytes || 0)} bytes`;
+      return [`${what} skipped: ${data.reason || "the client fell behind"}`, true];
+    }
+    case "bye":
+      return ["server shutting down; will reconnect and resume", true];
+    default:
+      return [`${name}: ${JSON.stringify(data)}`, false];
+  }
+}
+
+function addNotice(text, warn) {
+  model.append([text], Date.now(), KIND_NOTICE | (warn ? NOTICE_WARN : 0));
+}
+
+// -- the stream ---------------------------------------------------------------------------
+
+function streamUrl() {
+  const p = new URLSearchParams();
+  if (view.n !== null) p.set("n", String(view.n));
+  if (view.server && view.q) {
+    p.set("q", view.q);
+    if (view.regex) p.set("regex", "1");
+    if (view.caseSensitive) p.set("case", "1");
+    if (view.invert) p.set("invert", "1");
+  }
+  const qs = p.toString();
+  return new URL(`api/files/${encodeURIComponent(view.file)}/stream${qs ? "?" + qs : ""}`, ROOT).href;
+}
+
+function serverSpec() {
+  return view.server && view.q ? { q: view.q, regex: view.regex, caseSensitive: view.caseSensitive,
+    invert: view.invert } : { q: "" };
+}
+
+function connect() {
+  clearTimeout(serverTimer); // this connection already carries the current filter
+  if (stream) stream.stop();
+  stream = null;
+  model.clear();
+  model.ring.lineNo = 0;
+  model.touch();
+  list.toEnd();
+  hideDetail();
+  if (!view.file) return;
+  streamSpec = serverSpec();
+  stream = new LogStream({
+    url: streamUrl(),
+    onLines: (lines) => model.append(lines, Date.now()),
+    onNotice: (name, data) => {
+      const [text, warn] = noticeText(name, data);
+      addNotice(text, warn);
+      if (name !== "bye") announce(text);
+    },
+    onState: (state, info) => {
+      if (state === "resumed") addNotice("reconnected; resumed where the stream stopped", false);
+      setConnState(state, info);
+    },
+  }).start();
+}
+
+// -- filter -------------------------------------------------------------------------------
+
+function showFilterError(message) {
+  ui.filterError.hidden = !message;
+  setText(ui.filterError, message || "");
+  ui.filterBox.classList.toggle("invalid", !!message);
+  ui.filter.setAttribute("aria-invalid", String(!!message));
+}
+
+function applyFilter() {
+  const spec = { q: view.q, regex: view.regex, caseSensitive: view.caseSensitive, invert: view.invert };
+  const compiled = compileFilter(spec);
+  if (view.server) {
+    // the server decides which lines come; here only the marking
+    showFilterError(null);
+    model.refilter(NO_FILTER, compiled.error ? NO_FILTER : compiled);
+    clearTimeout(serverTimer);
+    if (!sameSpec(serverSpec(), streamSpec || { q: "" })) {
+      serverTimer = setTimeout(connect, SERVER_FILTER_DELAY_MS);
+    }
+    return;
+  }
+  if (streamSpec && streamSpec.q) {
+    clearTimeout(serverTimer);
+    connect(); // leaving server-side filtering: everything again, filtered here
+  }
+  if (compiled.error) {
+    showFilterError(`Invalid regular expression: ${compiled.error}`);
+    return; // keep showing the last good filter
+  }
+  showFilterError(null);
+  if (!sameSpec(spec, model.filter.spec) || model.filter.active !== compiled.active) {
+    if (!list.follow) list.keepAnchor();
+    countToSay = true;
+    clearTimeout(countTimer);
+    model.refilter(compiled);
+  } else {
+    model.touch();
+  }
+}
+
+function syncFilterUi() {
+  if (ui.filter.value !== view.q) ui.filter.value = view.q;
+  for (const [key, prop] of Object.entries(FLAG_KEYS)) {
+    ui[key].setAttribute("aria-pressed", String(!!view[prop]));
+  }
+}
+
+function setFlag(prop, value) {
+  view[prop] = value;
+  syncFilterUi();
+  applyFilter();
+  writeAddress();
+}
+
+// -- files --------------------------------------------------------------------------------
+
+async function fetchFiles() {
+  for (let attempt = 1; ; attempt++) {
+    let res;
+    try {
+      res = await fetch(new URL("api/files", ROOT).href, { credentials: "same-origin", cache: "no-store" });
+    } catch {
+      setConnState("reconnecting", { message: "cannot reach the server", until: Date.now() + 3000 });
+      await new Promise((r) => setTimeout(r, 3000));
+      continue;
+    }
+    if (res.ok) return (await res.json()).files || [];
+    let message = `HTTP ${res.status}`;
+    try {
+      message = (await res.json()).error || message;
+    } catch {
+      // keep the status
+    }
+    if (res.status === 429 || res.status === 503) {
+      const after = Number(res.headers.get("retry-after")) || Math.min(30, 2 ** attempt);
+      setConnState("limited", { message, until: Date.now() + after * 1000 });
+      await new Promise((r) => setTimeout(r, after * 1000));
+      continue;
+    }
+    setConnState("error", { message, status: res.status });
+    return null;
+  }
+}
+
+function fillFiles() {
+  const options = files.map((f) => {
+    const o = new Option(f.exists === false ? `${f.title || f.name} (missing)` : f.title || f.name, f.name);
+    return o;
+  });
+  ui.file.replaceChildren(...options);
+  ui.file.disabled = files.length < 2;
+}
+
+function selectFile(name) {
+  const known = files.find((f) => f.name === name);
+  const chosen = known ? known.name : files.length ? files[0].name : null;
+  view.file = chosen;
+  ui.file.value = chosen || "";
+  const f = files.find((x) => x.name === chosen);
+  document.title = f ? `${f.title || f.name} · logtail` : "logtail";
+  writeAddress();
+  connect();
+  if (name && !known) announce(`No file named ${name}; showing ${chosen}`);
+}
+
+// -- reading aids -------------------------------------------------------------------------
+
+const systemDark = matchMedia("(prefers-color-scheme: dark)");
+
+function effectiveTheme() {
+  return prefs.theme === "auto" ? (systemDark.matches ? "dark" : "light") : prefs.theme;
+}
+
+function applyTheme() {
+  if (prefs.theme === "auto") delete document.documentElement.dataset.theme;
+  else document.documentElement.dataset.theme = prefs.theme;
+  const other = effectiveTheme() === "dark" ? "light" : "dark";
+  ui.theme.setAttribute("aria-label", `Switch to ${other} theme`);
+  ui.theme.title = `Switch to ${other} theme`;
+}
+
+function toggleTheme() {
+  const next = effectiveTheme() === "dark" ? "light" : "dark";
+  prefs.theme = next === (systemDark.matches ? "dark" : "light") ? "auto" : next;
+  savePrefs();
+  applyTheme();
+  announce(`${next} theme`);
+}
+
+const GUTTERS = ["num", "time", "none"];
+const GUTTER_LABEL = { num: ["#", "line numbers"], time: ["⏱", "arrival times"], none: ["–", "none"] };
+
+function applyGutter() {
+  const [text, label] = GUTTER_LABEL[prefs.gutter];
+  setText(ui.gutter, text);
+  ui.gutter.setAttribute("aria-label", `Gutter: ${label}`);
+  list.setGutter(prefs.gutter);
+}
+
+function applyWrap() {
+  ui.wrap.setAttribute("aria-pressed", String(prefs.wrap));
+  list.setWrap(prefs.wrap);
+}
+
+function togglePause() {
+  if (list.state === "following") list.pause();
+  else list.toEnd();
+}
+
+function download() {
+  const lines = model.shownLines();
+  const blob = new Blob([lines.join("\n") + (lines.length ? "\n" : "")], { type: "text/plain;charset=utf-8" });
+  const stamp = new Date().toISOString().replace(/[:]/g, "").replace(/\..*$/, "");
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(blob);
+  a.download = `${view.file || "log"}${model.filter.active ? "-filtered" : ""}-${stamp}.log`;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(a.href), 60_000);
+  announce(`Saved ${fmt.format(lines.length)} lines`);
+}
+
+function clearLines() {
+  model.clear();
+  list.toEnd();
+  hideDetail();
+  announce("Cleared");
+}
+
+function showDetail(seq) {
+  const value = parseJsonLine(stripAnsi(model.ring.text(seq)));
+  if (!value) return;
+  ui.detailBody.textContent = JSON.stringify(value, null, 2);
+  ui.detail.hidden = false;
+}
+
+function hideDetail() {
+  ui.detail.hidden = true;
+  ui.detailBody.textContent = "";
+}
+
+// -- keyboard -----------------------------------------------------------------------------
+
+function typingIn(target) {
+  return target instanceof HTMLElement &&
+    (target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName));
+}
+
+function onKey(e) {
+  if (e.defaultPrevented || e.ctrlKey || e.metaKey || e.altKey) return;
+  if (ui.dialog.open) return; // the dialog handles its own keys (Esc closes it)
+  if (e.key === "Escape") {
+    if (!ui.detail.hidden) hideDetail();
+    else if (view.q) {
+      view.q = "";
+      syncFilterUi();
+      applyFilter();
+      writeAddress();
+      announce("Filter cleared");
+    } else if (e.target === ui.filter) ui.filter.blur();
+    e.preventDefault();
+    return;
+  }
+  if (typingIn(e.target)) return;
+  const actions = {
+    "/": () => { ui.filter.focus(); ui.filter.select(); },
+    p: togglePause,
+    End: () => list.toEnd(),
+    Home: () => list.toStart(),
+    w: () => { prefs.wrap = !prefs.wrap; savePrefs(); applyWrap(); },
+    "?": () => ui.dialog.showModal(),
+  };
+  const action = actions[e.key];
+  if (action) {
+    e.preventDefault();
+    action();
+  }
+}
+
+// -- wiring -------------------------------------------------------------------------------
+
+function wire() {
+  ui.filter.addEventListener("input", () => {
+    list.typing();
+    view.q = ui.filter.value;
+    applyFilter();
+    writeAddressSoon();
+  });
+  ui.regex.addEventListener("click", () => setFlag("regex", !view.regex));
+  ui.case.addEventListener("click", () => setFlag("caseSensitive", !view.caseSensitive));
+  ui.invert.addEventListener("click", () => setFlag("invert", !view.invert));
+  ui.server.addEventListener("click", () => setFlag("server", !view.server));
+  ui.file.addEventListener("change", () => selectFile(ui.file.value));
+  ui.pause.addEventListener("click", togglePause);
+  ui.end.addEventListener("click", () => list.toEnd());
+  ui.newLines.addEventListener("click", () => list.toEnd());
+  ui.wrap.addEventListener("click", () => { prefs.wrap = !prefs.wrap; savePrefs(); applyWrap(); });
+  ui.gutter.addEventListener("click", () => {
+    prefs.gutter = GUTTERS[(GUTTERS.indexOf(prefs.gutter) + 1) % GUTTERS.length];
+    savePrefs();
+    applyGutter();
+  });
+  ui.download.addEventListener("click", download);
+  ui.clear.addEventListener("click", clearLines);
+  ui.theme.addEventListener("click", toggleTheme);
+  systemDark.addEventListener("change", applyTheme);
+  ui.help.addEventListener("click", () => ui.dialog.showModal());
+  ui.helpClose.addEventListener("click", () => ui.dialog.close());
+  ui.cap.addEventListener("change", () => {
+    prefs.cap = Number(ui.cap.value);
+    savePrefs();
+    model.setCap(prefs.cap);
+    announce(`Keeping the newest ${fmt.format(prefs.cap)} lines`);
+  });
+  ui.detailClose.addEventListener("click", hideDetail);
+  $("rows").addEventListener("click", (e) => {
+    const seq = list.seqAt(e.target);
+    if (seq !== null && !window.getSelection().toString()) showDetail(seq);
+  });
+  document.addEventListener("keydown", onKey);
+  window.addEventListener("hashchange", () => {
+    const next = readAddress();
+    const fileChanged = next.file !== view.file && next.file !== null;
+    const nChanged = next.n !== view.n;
+    Object.assign(view, { ...next, file: view.file });
+    syncFilterUi();
+    if (fileChanged) selectFile(next.file);
+    else if (nChanged) connect();
+    applyFilter();
+  });
+}
+
+async function main() {
+  if (prefs.gutter && !GUTTERS.includes(prefs.gutter)) prefs.gutter = "num";
+  ui.cap.value = String(prefs.cap);
+  applyTheme();
+  applyGutter();
+  applyWrap();
+  syncFilterUi();
+  wire();
+  updateFollowUi();
+  applyFilter();
+  setConnState("connecting");
+  const listed = await fetchFiles();
+  if (listed === null) return;
+  files = listed;
+  fillFiles();
+  if (!files.length) {
+    setConnState("error", { message: "no files are configured" });
+    return;
+  }
+  selectFile(view.file);
+}
+
+main();

@@ -1,0 +1,229 @@
+// Bounded storage for retained lines, and the ordered list of the ones on show.
+//
+// Every entry gets a sequence number (`seq`) that only grows; the ring keeps seqs in
+// [head, tail). `SeqList` is a deque of seqs in increasing order with running totals of
+// their heights (in text rows), so positions stay O(1) while old entries are evicted at
+// the front, new ones arrive at the back, and a filter pass fills in from the front.
+
+export const KIND_LINE = 0;
+export const KIND_NOTICE = 1;
+export const FLAG_ESC = 2; // the text holds escape sequences
+export const NOTICE_WARN = 4; // with KIND_NOTICE: something went wrong (shown in amber)
+
+export class Ring {
+  constructor(cap) {
+    this.cap = cap;
+    this.texts = new Array(cap);
+    this.times = new Float64Array(cap);
+    this.nums = new Float64Array(cap); // line number in this view (0 for notices)
+    this.flags = new Uint8Array(cap);
+    this.head = 0;
+    this.tail = 0;
+    this.lines = 0; // retained entries that are log lines (not notices)
+    this.lineNo = 0; // last line number handed out
+    this.evicted = 0; // log lines dropped to respect the cap, since the last clear
+  }
+
+  get size() {
+    return this.tail - this.head;
+  }
+
+  slot(seq) {
+    return seq % this.cap;
+  }
+
+  has(seq) {
+    return seq >= this.head && seq < this.tail;
+  }
+
+  text(seq) {
+    return this.texts[seq % this.cap];
+  }
+
+  time(seq) {
+    return this.times[seq % this.cap];
+  }
+
+  num(seq) {
+    return this.nums[seq % this.cap];
+  }
+
+  isNotice(seq) {
+    return (this.flags[seq % this.cap] & KIND_NOTICE) !== 0;
+  }
+
+  isWarn(seq) {
+    return (this.flags[seq % this.cap] & NOTICE_WARN) !== 0;
+  }
+
+  hasEscape(seq) {
+    return (this.flags[seq % this.cap] & FLAG_ESC) !== 0;
+  }
+
+  /** Drop the oldest entry; returns its seq. */
+  evict() {
+    const seq = this.head;
+    const s = seq % this.cap;
+    if ((this.flags[s] & KIND_NOTICE) === 0) {
+      this.lines--;
+      this.evicted++;
+    }
+    this.texts[s] = undefined;
+    this.head++;
+    return seq;
+  }
+
+  /** Store one entry (the caller evicts first when full); returns its seq. */
+  push(text, time, kind) {
+    const seq = this.tail++;
+    const s = seq % this.cap;
+    this.texts[s] = text;
+    this.times[s] = time;
+    let flags = kind;
+    if (text.indexOf("\x1b") !== -1) flags |= FLAG_ESC;
+    this.flags[s] = flags;
+    if ((kind & KIND_NOTICE) === 0) {
+      this.lines++;
+      this.nums[s] = ++this.lineNo;
+    } else {
+      this.nums[s] = 0;
+    }
+    return seq;
+  }
+
+  clear() {
+    this.texts.fill(undefined);
+    this.head = this.tail;
+    this.lines = 0;
+    this.evicted = 0;
+  }
+
+  /** A copy with a new capacity, keeping the newest entries (and the seqs). */
+  resized(cap) {
+    const out = new Ring(cap);
+    const start = Math.max(this.head, this.tail - cap);
+    out.head = out.tail = start;
+    out.lineNo = this.lineNo;
+    out.evicted = this.evicted;
+    for (let seq = this.head; seq < start; seq++) if (!this.isNotice(seq)) out.evicted++;
+    for (let seq = start; seq < this.tail; seq++) {
+      const a = seq % this.cap;
+      const b = seq % cap;
+      out.texts[b] = this.texts[a];
+      out.times[b] = this.times[a];
+      out.nums[b] = this.nums[a];
+      out.flags[b] = this.flags[a];
+      if ((this.flags[a] & KIND_NOTICE) === 0) out.lines++;
+    }
+    out.tail = this.tail;
+    return out;
+  }
+}
+
+export class SeqList {
+  constructor(cap) {
+    this.cap = Math.max(1, cap);
+    this.seqs = new Float64Array(this.cap);
+    this.cum = new Float64Array(this.cap); // absolute running total of units before each entry
+    this.start = 0;
+    this.length = 0;
+    this.endCum = 0;
+    this.notices = 0; // entries that are notices (not counted as matching lines)
+  }
+
+  slot(i) {
+    return (this.start + i) % this.cap;
+  }
+
+  get(i) {
+    return this.seqs[(this.start + i) % this.cap];
+  }
+
+  first() {
+    return this.length ? this.seqs[this.start] : Infinity;
+  }
+
+  last() {
+    return this.length ? this.get(this.length - 1) : -Infinity;
+  }
+
+  push(seq, units, notice) {
+    const s = (this.start + this.length) % this.cap;
+    this.seqs[s] = seq;
+    this.cum[s] = this.endCum;
+    this.endCum += units;
+    this.length++;
+    if (notice) this.notices++;
+  }
+
+  unshift(seq, units, notice) {
+    const before = this.length ? this.cum[this.start] : this.endCum;
+    this.start = (this.start - 1 + this.cap) % this.cap;
+    this.seqs[this.start] = seq;
+    this.cum[this.start] = before - units;
+    this.length++;
+    if (notice) this.notices++;
+  }
+
+  shift(notice) {
+    this.start = (this.start + 1) % this.cap;
+    this.length--;
+    if (notice) this.notices--;
+    if (this.length === 0) this.start = 0;
+  }
+
+  /** Units (text rows) above entry i; i may equal length (the total). */
+  offset(i) {
+    if (this.length === 0) return 0;
+    const base = this.cum[this.start];
+    return (i >= this.length ? this.endCum : this.cum[(this.start + i) % this.cap]) - base;
+  }
+
+  units(i) {
+    return this.offset(i + 1) - this.offset(i);
+  }
+
+  /** The last index whose offset is <= u (0 when empty or u <= 0), among the first n. */
+  indexAt(u, n = this.length) {
+    let lo = 0;
+    let hi = n - 1;
+    if (hi < 0) return 0;
+    const base = this.cum[this.start];
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (this.cum[(this.start + mid) % this.cap] - base <= u) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
+  }
+
+  /** The first index whose seq is >= seq (length when none). */
+  lowerBound(seq) {
+    let lo = 0;
+    let hi = this.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.seqs[(this.start + mid) % this.cap] < seq) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  /** Recompute every entry's height (wrap mode, or the width changed). */
+  remeasure(unitsOf) {
+    let total = 0;
+    for (let i = 0; i < this.length; i++) {
+      const s = (this.start + i) % this.cap;
+      this.cum[s] = total;
+      total += unitsOf(this.seqs[s]);
+    }
+    this.endCum = total;
+  }
+
+  /** All seqs in order, as a plain typed array (a snapshot for a filter pass). */
+  toArray() {
+    const out = new Float64Array(this.length);
+    for (let i = 0; i < this.length; i++) out[i] = this.get(i);
+    return out;
+  }
+}
