@@ -11,6 +11,7 @@ Measures, after the page has loaded and gone live:
 
 Writes bench/out/viewer.json and bench/out/viewer.md, and screenshots of both themes to
 docs/screenshots/. Usage: python bench/viewer_bench.py [--seconds 60] [--rate 5000]
+[--only-screenshots]
 """
 
 from __future__ import annotations
@@ -337,6 +338,20 @@ async def run_bench(browser: Browser, seconds: int, rate: int) -> dict[str, Any]
     }
 
 
+def screenshot_tail(rng: random.Random, count: int = 12) -> list[str]:
+    """Demo lines for the end of the screenshot, with an error in colour and a warning."""
+    lines = [demo_line(rng) for _ in range(count)]
+    picked: dict[str, str] = {}
+    while len(picked) < 2:
+        line = demo_line(rng)
+        if "\x1b[31mERROR" in line:
+            picked.setdefault("error", line)
+        elif " WARN " in line:
+            picked.setdefault("warn", line)
+    lines[5], lines[9] = picked["error"], picked["warn"]
+    return lines
+
+
 async def screenshots(browser: Browser, out: Path) -> list[Path]:
     """The page with realistic content, in both themes, for a look by eye."""
     rng = random.Random(3)
@@ -356,7 +371,7 @@ async def screenshots(browser: Browser, out: Path) -> list[Path]:
             pages.append((theme, context, page))
         # rotate without a moment where the file is missing: both pages show one notice
         fresh = log.with_name("app.log.new")
-        fresh.write_text("".join(demo_line(rng) + "\n" for _ in range(12)))
+        fresh.write_text("".join(ln + "\n" for ln in screenshot_tail(rng)))
         os.link(log, log.with_name("app.log.1"))
         os.replace(fresh, log)
         for theme, context, page in pages:
@@ -421,7 +436,18 @@ async def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     parser.add_argument("--screenshots", type=Path, default=ROOT / "docs" / "screenshots")
     parser.add_argument("--no-screenshots", action="store_true")
+    parser.add_argument("--only-screenshots", action="store_true",
+                        help="take the screenshots, skip the measurements")
     args = parser.parse_args()
+    if args.only_screenshots:
+        async with async_playwright() as pw:
+            browser = await launch(pw)
+            try:
+                for path in await screenshots(browser, args.screenshots):
+                    print(path)
+            finally:
+                await browser.close()
+        return 0
     async with async_playwright() as pw:
         browser = await launch(pw, "--enable-precise-memory-info")
         try:

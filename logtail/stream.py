@@ -202,7 +202,15 @@ async def run_stream(name: str, follower: Follower, params: StreamParams, cfg: S
             cursor = await _snapshot_cursor(name, follower, params, cfg, opened)
         # headers go out now, after the position is fixed: every line written after the
         # client sees the response is in the stream (text streams send no body yet)
-        await send(opening(cfg.retry_ms) if params.format == "sse" else b"")
+        # (an SSE stream also gets its starting position as an id-only event, so a client
+        # that drops before the first line still resumes exactly, without a fresh backlog)
+        if params.format == "sse":
+            start = b""
+            if cursor.gen.fd >= 0 and not cursor.gen.closed:
+                start = id_only(cursor.gen.event_id(cursor.offset))
+            await send(opening(cfg.retry_ms) + start)
+        else:
+            await send(b"")
         live.add(cursor)
         await _pump(cursor, framer, cfg, send, stopping, stats)
         if stopping.is_set() and params.format == "sse":

@@ -445,7 +445,8 @@ async def test_switching_files_shows_only_the_chosen_file(tmp_path, view):
 async def test_reading_aids_levels_ansi_json_wrap_gutter_theme_clear(tmp_path, browser):
     long = "long " + "x" * 400
     append(tmp_path / "app.log", "2024-01-01 ERROR payment failed", "level=warn disk 91%",
-           "\x1b[32mgreen\x1b[0m and \x1b[1;31mbold red\x1b[0m \x1b]0;title\x07done",
+           "\x1b[32mgreen\x1b[0m and \x1b[1;31mbold red\x1b[0m \x1b]0;title\x07done"
+           " \x1b[38;2;10;200;30mtruecolor\x1b[0m",
            '{"level":"info","msg":"hello","n":3}', long)
     async with live_server(make_config(tmp_path)) as base, \
             viewer_page(browser, color_scheme="dark") as (page, watch):
@@ -456,9 +457,12 @@ async def test_reading_aids_levels_ansi_json_wrap_gutter_theme_clear(tmp_path, b
         await expect(rows.nth(0).locator(".lvl-tok")).to_have_text("ERROR")
         await expect(rows.nth(1)).to_have_class(re.compile(r"\blvl-warn\b"))
         ansi = rows.nth(2).locator(".txt")
-        await expect(ansi).to_have_text("green and bold red done")  # other escapes stripped
+        # other escapes stripped; 24-bit colours set through the CSSOM, which CSP allows
+        await expect(ansi).to_have_text("green and bold red done truecolor")
         await expect(ansi.locator(".a-f2")).to_have_text("green")
         await expect(ansi.locator(".a-f1.a-bold")).to_have_text("bold red")
+        await expect(ansi.locator("span", has_text="truecolor")).to_have_css(
+            "color", "rgb(10, 200, 30)")
         await expect(rows.nth(3).locator(".j-key").first).to_have_text('"level"')
         await rows.nth(3).click()
         await expect(page.locator("#detail-body")).to_have_text(
@@ -474,7 +478,8 @@ async def test_reading_aids_levels_ansi_json_wrap_gutter_theme_clear(tmp_path, b
             "h => document.querySelectorAll('#rows .row')[4].getBoundingClientRect().height > 2*h",
             arg=one_row)
         assert await shown_lines(page) == ["2024-01-01 ERROR payment failed",
-                                           "level=warn disk 91%", "green and bold red done",
+                                           "level=warn disk 91%",
+                                           "green and bold red done truecolor",
                                            '{"level":"info","msg":"hello","n":3}', long]
 
         # gutter: line numbers, then arrival times, then none

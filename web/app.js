@@ -449,6 +449,7 @@ function clearLines() {
 }
 
 function showDetail(seq) {
+  if (!model.ring.has(seq)) return; // evicted (or cleared) since it was drawn
   const value = parseJsonLine(stripAnsi(model.ring.text(seq)));
   if (!value) return;
   ui.detailBody.textContent = JSON.stringify(value, null, 2);

@@ -131,8 +131,12 @@ export class SeqList {
     this.notices = 0; // entries that are notices (not counted as matching lines)
   }
 
-  slot(i) {
-    return (this.start + i) % this.cap;
+  reset() {
+    this.start = 0;
+    this.length = 0;
+    this.endCum = 0;
+    this.notices = 0;
+    return this;
   }
 
   get(i) {
@@ -220,10 +224,4 @@ export class SeqList {
     this.endCum = total;
   }
 
-  /** All seqs in order, as a plain typed array (a snapshot for a filter pass). */
-  toArray() {
-    const out = new Float64Array(this.length);
-    for (let i = 0; i < this.length; i++) out[i] = this.get(i);
-    return out;
-  }
 }

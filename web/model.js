@@ -15,6 +15,7 @@ export class Model {
   constructor(cap, onChange) {
     this.ring = new Ring(cap);
     this.list = new SeqList(cap);
+    this.spare = new SeqList(cap); // the next filter pass fills this one: no new arrays
     this.filter = NONE; // decides which lines are on show
     this.highlight = NONE; // decides what is marked in them
     this.onChange = onChange; // (dataOnly): true when lines arrived, false for the rest
@@ -79,7 +80,7 @@ export class Model {
 
   clear() {
     this.ring.clear();
-    this.list = new SeqList(this.ring.cap);
+    this.list.reset();
     this.job = null;
     this.maxLen = 0;
     this.onChange(false);
@@ -88,6 +89,8 @@ export class Model {
   setCap(cap) {
     if (cap === this.ring.cap) return;
     this.ring = this.ring.resized(cap);
+    this.list = new SeqList(cap);
+    this.spare = new SeqList(cap);
     this.refilter(this.filter, this.highlight, true);
   }
 
@@ -103,9 +106,13 @@ export class Model {
       this.onChange(false);
       return true;
     }
-    const source = !force && !this.job && narrows(prev, filter) ? this.list.toArray() : null;
+    // narrowing reads the entries the last filter kept (that list is left as it is);
+    // otherwise every retained entry. Either way the pass fills the spare list.
+    const source = !force && !this.job && narrows(prev, filter) ? this.list : null;
     this.filter = filter;
-    this.list = new SeqList(this.ring.cap);
+    const next = this.spare.reset();
+    this.spare = this.list;
+    this.list = next;
     const total = source ? source.length : this.ring.size;
     this.job = { source, lo: this.ring.head, cursor: total, total, filter };
     return this.runJob(FIRST_SLICE_MS, this.enough);
@@ -138,7 +145,7 @@ export class Model {
     let i = job.cursor;
     while (i > 0) {
       i--;
-      const seq = source ? source[i] : lo + i;
+      const seq = source ? source.get(i) : lo + i;
       if (seq < ring.head) {
         i = 0; // the rest was evicted while we worked
         break;
