@@ -543,7 +543,7 @@ class Bench:
 
     # 2 -------------------------------------------------------------------------------------------
     def latency(self) -> None:
-        plan = {10: 20, 100: 10, 1000: 5, 10000: 3}  # rate: seconds
+        plan = {10: 15, 100: 8, 1000: 4, 10000: 2}  # rate: seconds
         for r in range(self.reps):
             for rate, secs in plan.items():
                 secs = secs / 2 if self.quick else secs
@@ -569,7 +569,7 @@ class Bench:
     # 4 -------------------------------------------------------------------------------------------
     def fanout(self) -> None:
         counts = [100, 1000] if self.quick else [100, 1000, 2000]
-        secs = 5 if self.quick else 10
+        secs = 5 if self.quick else 8
         for r in range(self.reps):
             for n in counts:
                 load = Load(conns=n, procs=1 if n <= 100 else 2, rate=100, count=100 * secs,
@@ -652,7 +652,7 @@ class Bench:
 
     # 7 -------------------------------------------------------------------------------------------
     def rest(self) -> None:
-        secs = 5 if self.quick else 8
+        secs = 5 if self.quick else 6
         steps = [1, 10, 50] if self.quick else [1, 2, 5, 10, 50]
         for r in range(self.reps):
             if "logtail" in self.systems:
@@ -775,7 +775,7 @@ def main() -> int:
     ap.add_argument("--systems", default=",".join(SYSTEMS))
     ap.add_argument("--profile", action="store_true", help="py-spy profiles of logtail too")
     ap.add_argument("--no-viewer", action="store_true", help="skip bench/viewer_bench.py")
-    ap.add_argument("--quiet-budget", type=float, default=300.0,
+    ap.add_argument("--quiet-budget", type=float, default=120.0,
                     help="seconds in all to wait for other processes to go quiet before "
                          "phases (this is a shared 2-core machine)")
     ap.add_argument("--logtail-path", default="",
@@ -792,6 +792,7 @@ def main() -> int:
     versions = ensure_deps("frontail" in args.systems, args.profile)
     bench = Bench(args)
     started = time.time()
+    where = machine()  # the code measured is the code at the start
     for scenario in filter(None, args.only.split(",")):
         if scenario not in SCENARIOS:
             raise SystemExit(f"bench: unknown scenario {scenario!r}")
@@ -808,7 +809,7 @@ def main() -> int:
     data = {"meta": {"versions": versions, "quick": args.quick, "reps": bench.reps,
                      "quiet_waited_s": bench.quiet.waited,
                      "started": started, "seconds": time.time() - started,
-                     "machine": machine(), "logtail_path": LOGTAIL_PATH or "logtail/",
+                     "machine": where, "logtail_path": LOGTAIL_PATH or "logtail/",
                      "args": sys.argv[1:]}, "results": bench.results, "viewer": viewer}
     (OUT / f"results{suffix}.json").write_text(json.dumps(data, indent=1, default=str))
     if args.tag:
