@@ -301,8 +301,9 @@ async def _serve_stream(app: Sanic, request: Request, name: str, follower: Follo
     app.ctx.metrics.stream_started(name, stats)
     live: set[Cursor] = app.ctx.live
     try:
+        chunked = request.transport if request.method == "GET" else None
         await run_stream(name, follower, params, config.stream, send, app.ctx.stopping,
-                         stats, live)
+                         stats, live, chunked)
         await response.eof()
     finally:
         app.ctx.streams.discard(task)

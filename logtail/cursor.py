@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -61,12 +62,21 @@ class Cursor:
         self._splitter = LineSplitter(max_line_bytes)
         self._wake = asyncio.Event()
         self._pending: deque[Notice] = deque()
+        # fast path: while the stream waits level with the follower, a new batch is written
+        # to its socket at once by `direct`, without waking the stream's task
+        self.direct: Callable[[Batch], bool] | None = None
+        self.parked = False
 
     # -- called by the follower (synchronously, on the event loop) ---------------------------
 
     def offer(self, batch: Batch) -> None:
         if self.lagging:
             self._wake.set()
+            return
+        if (self.parked and self.direct is not None and not self.queue and not self._pending
+                and batch.gen is self.gen and batch.start == self.offset
+                and self.direct(batch)):
+            self._advance(batch)
             return
         if self.queued + batch.size > self.buffer_bytes:
             self.queue.clear()
@@ -102,7 +112,11 @@ class Cursor:
                 self.beat_due = False
                 return None
             self._wake.clear()
-            await self._wake.wait()
+            self.parked = True
+            try:
+                await self._wake.wait()
+            finally:
+                self.parked = False
 
     def beat(self) -> None:
         """Called by the app's heartbeat ticker: one timer for all streams, none per wake."""

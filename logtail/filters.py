@@ -23,13 +23,14 @@ class FilterError(ValueError):
 
 
 class LineFilter:
-    __slots__ = ("case", "invert", "match", "query", "regex")
+    __slots__ = ("_scan", "case", "invert", "match", "query", "regex")
 
     def __init__(self, query: str, regex: bool = False, case: bool = False,
                  invert: bool = False) -> None:
         if len(query) > MAX_PATTERN:
             raise FilterError(f"at most {MAX_PATTERN} characters")
         self.query, self.regex, self.case, self.invert = query, regex, case, invert
+        self._scan: Callable[..., object] | None = None
         self.match: Callable[[str], bool] = self._matcher()
 
     def _matcher(self) -> Callable[[str], bool]:
@@ -41,6 +42,11 @@ class LineFilter:
             options.max_mem = RE2_MAX_MEM
             try:
                 search = re2.compile(self.query, options).search
+                # the same pattern for a whole batch at once: `^`/`$` at line ends, and no
+                # match may cross a newline, so it finds exactly the lines `search` would
+                options.never_nl = True
+                if "\\A" not in self.query and "\\z" not in self.query:  # text anchors
+                    self._scan = re2.compile(f"(?m:{self.query})", options).search
             except re2.error as e:
                 msg = e.args[0].decode() if e.args and isinstance(e.args[0], bytes) else str(e)
                 raise FilterError(msg) from None
@@ -57,9 +63,32 @@ class LineFilter:
 
     def apply(self, lines: Lines) -> list[str]:
         """The matching lines of a batch; a batch without the substring is skipped whole."""
+        if self._scan is not None and not self.invert:
+            return self._scan_batch(lines.text)
         if not self.regex and not self.invert:
             text = lines.text if self.case else lines.text.lower()
             if (self.query if self.case else self.query.lower()) not in text:
                 return []
         match = self.match
         return [line for line in lines.split() if match(line)]
+
+    def _scan_batch(self, text: str) -> list[str]:
+        """Regex over the whole batch: Python work per matching line, not per line."""
+        buf = text.encode()
+        size = len(buf)
+        search = self._scan
+        assert search is not None
+        out: list[str] = []
+        pos = 0
+        while pos <= size:
+            m = search(buf, pos)
+            if m is None:
+                break
+            start = m.start()  # type: ignore[attr-defined]
+            begin = buf.rfind(b"\n", 0, start) + 1
+            end = buf.find(b"\n", start)
+            if end < 0:
+                end = size
+            out.append(buf[begin:end].decode())
+            pos = end + 1
+        return out

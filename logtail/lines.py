@@ -113,8 +113,22 @@ class LineSplitter:
         return head
 
     def _cut_long(self, body: bytes) -> bytes:
-        lines = body.split(b"\n")
-        if max(map(len, lines)) <= self.limit:
+        if not _has_long_line(body, self.limit):
             return body
+        lines = body.split(b"\n")
         limit = self.limit
         return b"\n".join(ln if len(ln) <= limit else cut_line(ln, len(ln), limit) for ln in lines)
+
+
+def _has_long_line(body: bytes, limit: int) -> bool:
+    """Whether a line of `body` is longer than `limit`, without splitting it into lines:
+    from a line start, the last newline within the next `limit` + 1 bytes ends every line
+    before it, each at most `limit` long; none there means the line is longer. About
+    len(body) / limit C-level searches, instead of one bytes object per line."""
+    pos, size = 0, len(body)
+    while size - pos > limit:
+        nl = body.rfind(b"\n", pos, pos + limit + 1)
+        if nl < 0:
+            return True
+        pos = nl + 1
+    return False

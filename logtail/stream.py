@@ -66,6 +66,20 @@ class Framer:
         stats.lines += len(lines)
         return data_event(b.id, lines) if self.sse else text_lines(lines)
 
+    def chunk(self, b: Batch, stats: StreamStats) -> bytes:
+        """The batch as one HTTP/1.1 chunk, built once per batch for all unfiltered streams."""
+        if self.filter is None:
+            key = "sse-chunk" if self.sse else "text-chunk"
+            framed = b._cache.get(key)
+            if framed is None:
+                payload = self.batch(b, stats)
+                framed = b._cache[key] = b"%x\r\n%b\r\n" % (len(payload), payload)
+            else:
+                stats.lines += b.lines.count
+            return framed
+        payload = self.batch(b, stats)
+        return b"%x\r\n%b\r\n" % (len(payload), payload) if payload else b""
+
     def notice(self, n: Notice) -> bytes:
         if not self.sse:
             return b""
@@ -181,7 +195,7 @@ def _empty(follower: Follower) -> Generation:
 
 async def run_stream(name: str, follower: Follower, params: StreamParams, cfg: StreamConfig,
                      send: Send, stopping: asyncio.Event, stats: StreamStats,
-                     live: set[Cursor]) -> None:
+                     live: set[Cursor], transport: asyncio.Transport | None = None) -> None:
     """Send one stream until the client leaves, `follow=0` ends, or the server stops.
 
     `live` holds the cursors of running streams; shutdown sets `stopping` and wakes them."""
@@ -212,6 +226,8 @@ async def run_stream(name: str, follower: Follower, params: StreamParams, cfg: S
         else:
             await send(b"")
         live.add(cursor)
+        if transport is not None and params.follow:
+            cursor.direct = _direct_writer(framer, stats, transport)
         await _pump(cursor, framer, cfg, send, stopping, stats)
         if stopping.is_set() and params.format == "sse":
             await send(notice("bye", {"file": name, "reason": "server shutting down"}))
@@ -252,6 +268,26 @@ async def _pump(cursor: Cursor, framer: Framer, cfg: StreamConfig, send: Send,
             await send(payload)
             stats.bytes += len(payload)
             cursor.last_sent = time.monotonic()
+
+
+def _direct_writer(framer: Framer, stats: StreamStats,
+                   transport: asyncio.Transport) -> Callable[[Batch], bool]:
+    """Write a live batch straight to a client that keeps up (nothing buffered for it).
+    Anything else (backpressure, notices, catch-up reads) goes the normal way, by `send`.
+    `last_sent` is left alone on purpose: heartbeats still go through `send` every
+    `heartbeat_s`, which keeps Sanic's response timeout from firing on a busy stream."""
+
+    def write(b: Batch) -> bool:
+        if transport.is_closing() or transport.get_write_buffer_size():
+            return False
+        framed = framer.chunk(b, stats)
+        if framed:
+            transport.write(framed)
+            stats.bytes += len(framed)
+        stats.batches += 1
+        return True
+
+    return write
 
 
 async def heartbeat_ticker(live: set[Cursor], heartbeat_s: float) -> None:
