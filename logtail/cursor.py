@@ -11,7 +11,6 @@ nothing that is still on disk; when data is gone, it is told exactly how much.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -53,7 +52,6 @@ class Cursor:
         self.queued = 0
         self.lagging = True  # read the file until level with the follower
         self.told_missing = False
-        self.catchups = 0  # times the queue overflowed and the file was read instead
         self.stopped = False
         self.beat_due = False
         self.last_sent = 0.0  # monotonic time of the stream's last write
@@ -82,7 +80,6 @@ class Cursor:
             self.queue.clear()
             self.queued = 0
             self.lagging = True
-            self.catchups += 1
         else:
             self.queue.append(batch)
             self.queued += batch.size
@@ -238,8 +235,7 @@ class Cursor:
         if self.follower is not None:
             self.follower.unsubscribe(self)
         self.queue.clear()
-        with contextlib.suppress(Exception):
-            self._wake.set()
+        self._wake.set()
 
 
 def _join(a: Lines, b: Lines) -> Lines:

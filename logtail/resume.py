@@ -101,10 +101,11 @@ def _rotated_siblings(
             fd = os.open(p, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
         except OSError:
             continue
-        if Identity.of(os.fstat(fd)) != Identity.of(st):
+        opened = os.fstat(fd)
+        if Identity.of(opened) != Identity.of(st):
             os.close(fd)
             continue
-        gen = Generation(fd, Identity.of(st), p, published=os.fstat(fd).st_size)
+        gen = Generation(fd, Identity.of(st), p, published=opened.st_size)
         gens.append(gen)
     if not gens or gens[0].identity != identity:
         for g in gens:

@@ -190,16 +190,24 @@ async def _sse_lines(response: httpx.Response) -> AsyncIterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def sse(base: str, path: str, headers: dict[str, str] | None = None,
-              expect: int = 200) -> AsyncIterator[SSE]:
-    async with httpx.AsyncClient(timeout=httpx.Timeout(30.0)) as client, \
-            client.stream("GET", base + path, headers=headers or {}) as resp:
+async def sse_on(client: httpx.AsyncClient, url: str, headers: dict[str, str] | None = None,
+                 expect: int = 200) -> AsyncIterator[SSE]:
+    """An SSE reader for `url` on an existing client (its connections, its address)."""
+    async with client.stream("GET", url, headers=headers or {}) as resp:
         assert resp.status_code == expect, (resp.status_code, await resp.aread())
         reader = SSE(resp)
         try:
             yield reader
         finally:
             reader.close()
+
+
+@contextlib.asynccontextmanager
+async def sse(base: str, path: str, headers: dict[str, str] | None = None,
+              expect: int = 200) -> AsyncIterator[SSE]:
+    async with httpx.AsyncClient(timeout=httpx.Timeout(30.0)) as client, \
+            sse_on(client, base + path, headers, expect) as reader:
+        yield reader
 
 
 async def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.02) -> None:
@@ -219,6 +227,16 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def child_output(proc: subprocess.Popen[bytes]) -> str:
+    """What a child process has printed so far, without waiting for more."""
+    if proc.stdout is None:
+        return ""
+    with contextlib.suppress(Exception):
+        os.set_blocking(proc.stdout.fileno(), False)
+        return (proc.stdout.read() or b"").decode(errors="replace")
+    return ""
 
 
 class ServerProcess:
@@ -246,12 +264,7 @@ class ServerProcess:
         raise TimeoutError("server did not start")
 
     def output(self) -> str:
-        if self.proc.stdout is None:
-            return ""
-        with contextlib.suppress(Exception):
-            os.set_blocking(self.proc.stdout.fileno(), False)
-            return (self.proc.stdout.read() or b"").decode(errors="replace")
-        return ""
+        return child_output(self.proc)
 
     def terminate(self, sig: int = signal.SIGTERM) -> None:
         if self.proc.poll() is None:

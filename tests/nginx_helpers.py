@@ -9,7 +9,6 @@ a child process with every path it writes inside a temporary folder.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import shutil
 import signal
@@ -18,6 +17,8 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from helpers import child_output
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "deploy" / "nginx.conf"
@@ -78,12 +79,7 @@ class Nginx:
         raise TimeoutError(f"nginx did not start: {self.output()}")
 
     def output(self) -> str:
-        if self.proc.stdout is None:
-            return ""
-        with contextlib.suppress(Exception):
-            os.set_blocking(self.proc.stdout.fileno(), False)
-            return (self.proc.stdout.read() or b"").decode(errors="replace")
-        return ""
+        return child_output(self.proc)
 
     def stop(self) -> None:
         if self.proc.poll() is None:

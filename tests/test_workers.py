@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
-from helpers import SSE, ServerProcess, append, free_port, toml_config
+from helpers import SSE, ServerProcess, append, free_port, sse_on, toml_config
 from prometheus_client.parser import text_string_to_metric_families
 
 ACCESS_LINE = re.compile(r'^\S+ - \S+ \[[^\]]+\] "[^"]*" \d{3} \d+ "[^"]*" "[^"]*" \d+\.\d{3}$')
@@ -60,13 +60,8 @@ class Pinned:
     @contextlib.asynccontextmanager
     async def stream(self, path: str, expect: int = 200,
                      headers: dict[str, str] | None = None) -> AsyncIterator[SSE]:
-        async with self.client.stream("GET", self.base + path, headers=headers) as resp:
-            assert resp.status_code == expect, (resp.status_code, await resp.aread())
-            reader = SSE(resp)
-            try:
-                yield reader
-            finally:
-                reader.close()
+        async with sse_on(self.client, self.base + path, headers, expect) as reader:
+            yield reader
 
 
 async def pinned_to_each_worker(base: str, per_worker: int) -> dict[int, list[Pinned]]:
