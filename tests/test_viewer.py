@@ -54,6 +54,12 @@ async def last_shown(page: Page) -> str:
     return lines[-1] if lines else ""
 
 
+async def expect_last_shown(page: Page, text: str) -> None:
+    """Wait for `text` on the last rendered row: a state change (Resume, End) paints the
+    rows in the next animation frame, so reading them at once would race the paint."""
+    await expect(page.locator("#rows .row:not(.notice) .txt").last).to_have_text(text, timeout=WAIT)
+
+
 # -- loading -------------------------------------------------------------------------------
 
 async def test_page_loads_at_root_under_strict_csp_without_errors(tmp_path, view):
@@ -69,7 +75,7 @@ async def test_page_loads_at_root_under_strict_csp_without_errors(tmp_path, view
         assert await shown_lines(page) == ["first line", "second line", "third line"]
         append(tmp_path / "app.log", "fourth line")
         await expect(page.locator("#count")).to_have_text("4 lines", timeout=WAIT)
-        assert await last_shown(page) == "fourth line"
+        await expect_last_shown(page, "fourth line")
     assert watch.real_errors() == []  # a CSP violation would be a console error
     assert all(status < 400 for status, _ in watch.statuses), watch.statuses
 
@@ -83,7 +89,7 @@ async def test_page_works_under_a_path_prefix(tmp_path, view):
         await expect(page.locator("#count")).to_have_text("5 lines", timeout=WAIT)
         append(tmp_path / "app.log", "through the proxy")
         await expect(page.locator("#count")).to_have_text("6 lines", timeout=WAIT)
-        assert await last_shown(page) == "through the proxy"
+        await expect_last_shown(page, "through the proxy")
     # every request the page made stayed under the prefix, and none failed
     assert proxy.paths and all(p.startswith("/logs/") for p in proxy.paths), proxy.paths
     assert any(p.startswith("/logs/api/files/app/stream") for p in proxy.paths)
@@ -104,7 +110,7 @@ async def test_backlog_then_live_lines_appear_in_order(tmp_path, view):
             append(log, *numbered("new", start, start + 30))
             await asyncio.sleep(0.02)
         await expect(page.locator("#count")).to_have_text("400 lines", timeout=WAIT)
-        assert await last_shown(page) == "new 00299"
+        await expect_last_shown(page, "new 00299")
         assert await saved_lines(page) == numbered("old", 50, 150) + numbered("new", 0, 300)
     assert watch.real_errors() == []
 
@@ -130,7 +136,7 @@ async def test_pause_keeps_buffering_and_resume_shows_every_line(tmp_path, view)
         await page.click("#pause")  # Resume
         await expect(page.locator("#new-lines")).to_be_hidden(timeout=WAIT)
         await expect(page.locator("#follow-state")).to_have_text("following")
-        assert await last_shown(page) == "line 00219"
+        await expect_last_shown(page, "line 00219")
         assert await saved_lines(page) == numbered("line", 0, 220)
 
 
@@ -152,7 +158,7 @@ async def test_scrolling_up_stops_following_without_losing_lines(tmp_path, view)
         assert (await shown_lines(page))[10] == top_before  # the view did not move
         await page.keyboard.press("End")
         await expect(page.locator("#follow-state")).to_have_text("following", timeout=WAIT)
-        assert await last_shown(page) == "line 01099"
+        await expect_last_shown(page, "line 01099")
         # scrolling up and back to the bottom follows again by itself
         await page.mouse.wheel(0, -500)
         await expect(page.locator("#follow-state")).to_contain_text("scrolled up", timeout=WAIT)
@@ -160,8 +166,7 @@ async def test_scrolling_up_stops_following_without_losing_lines(tmp_path, view)
         await expect(page.locator("#follow-state")).to_have_text("following", timeout=WAIT)
         append(log, "after scrolling back")
         await expect(page.locator("#count")).to_have_text("1,101 lines", timeout=WAIT)
-        await expect(page.locator("#rows .row:not(.notice) .txt").last).to_have_text(
-            "after scrolling back", timeout=WAIT)
+        await expect_last_shown(page, "after scrolling back")
 
 
 async def test_a_small_cap_evicts_the_oldest_lines_with_a_visible_note(tmp_path, view):
@@ -179,7 +184,7 @@ async def test_a_small_cap_evicts_the_oldest_lines_with_a_visible_note(tmp_path,
         await expect(page.locator("#evicted")).to_have_text(
             "2,500 older lines dropped (keeping the newest 10,000)", timeout=WAIT)
         await expect(page.locator("#count")).to_have_text("10,000 lines")
-        assert await last_shown(page) == "line 12499"
+        await expect_last_shown(page, "line 12499")
         assert await saved_lines(page) == numbered("line", 2_500, 12_500)
 
 
@@ -254,7 +259,7 @@ async def test_filter_on_the_server_sends_the_query_and_shows_its_errors(tmp_pat
         assert await page.locator("#rows mark").count() == 3
         append(log, "not this one", "another error")
         await expect(count).to_have_text("4 matching lines (server filter)", timeout=WAIT)
-        assert await last_shown(page) == "another error"
+        await expect_last_shown(page, "another error")
 
         # a pattern JavaScript accepts but the server's RE2 refuses: the server's 400 is shown
         await page.click("#opt-regex")

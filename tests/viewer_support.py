@@ -17,6 +17,7 @@ from playwright.async_api import Browser, ConsoleMessage, Page, Playwright
 CHROMIUM_ARGS = [
     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-smooth-scrolling",  # a wheel event scrolls at once, not over later frames
 ]
 
 
