@@ -37,7 +37,6 @@ __all__ = ["create_app"]
 
 log = logging.getLogger("logtail")
 _names = itertools.count(1)
-STALL_S = 60.0  # a text stream whose client has not taken a byte for this long is closed
 STREAM_HEADERS = {"cache-control": "no-cache, no-transform", "x-accel-buffering": "no"}
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'none'; "
@@ -289,12 +288,14 @@ async def _serve_stream(app: Sanic, request: Request, name: str, follower: Follo
     response = await request.respond(content_type=ctype, headers=STREAM_HEADERS)
     protocol = request.transport.get_protocol()
     send = response.send
+    stall_s = config.stream.stall_timeout_s
     if params.format == "sse":
-        protocol.response_timeout = max(protocol.response_timeout,
-                                        config.stream.heartbeat_s * 2 + 5)
+        # Sanic's response timeout counts from the last write that got into the socket's
+        # buffer; heartbeats keep a quiet stream writing, so only a stalled client hits it
+        protocol.response_timeout = max(stall_s, config.stream.heartbeat_s * 2 + 1)
     else:
         protocol.response_timeout = math.inf  # no heartbeat possible: stalls guarded here
-        send = _stall_guarded(response.send)
+        send = _stall_guarded(response.send, stall_s, request.transport)
     stats = StreamStats(resumed=params.last_id is not None)
     task = asyncio.current_task()
     app.ctx.streams.add(task)
@@ -311,9 +312,17 @@ async def _serve_stream(app: Sanic, request: Request, name: str, follower: Follo
         _access(request, 200, stats.bytes, time.monotonic() - request.ctx.started)
 
 
-def _stall_guarded(send: Callable[[bytes], Awaitable[None]]) -> Callable[[bytes], Awaitable[None]]:
+def _stall_guarded(send: Callable[[bytes], Awaitable[None]], stall_s: float,
+                   transport: asyncio.BaseTransport) -> Callable[[bytes], Awaitable[None]]:
+    """`send` that gives up on a client that took nothing for `stall_s`: the connection is
+    aborted, so what was buffered for it is freed at once (a close would wait to flush)."""
+
     async def guarded(data: bytes) -> None:
-        async with asyncio.timeout(STALL_S):
-            await send(data)
+        try:
+            async with asyncio.timeout(stall_s):
+                await send(data)
+        except TimeoutError:
+            transport.abort()
+            raise
 
     return guarded

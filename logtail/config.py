@@ -73,6 +73,7 @@ class StreamConfig:
     backlog_lines: int = field(default=100, metadata=_check(_non_negative))
     max_backlog_lines: int = field(default=10000, metadata=_check(_non_negative))
     heartbeat_s: float = field(default=15.0, metadata=_check(_positive))
+    stall_timeout_s: float = field(default=60.0, metadata=_check(_positive))
     retry_ms: int = field(default=3000, metadata=_check(_non_negative))
     max_line_bytes: int = field(default=65536, metadata=_check(_positive))
     client_buffer_bytes: int = field(default=4 * 1024 * 1024, metadata=_check(_positive))

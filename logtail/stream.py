@@ -228,6 +228,7 @@ async def run_stream(name: str, follower: Follower, params: StreamParams, cfg: S
         live.add(cursor)
         if transport is not None and params.follow:
             cursor.direct = _direct_writer(framer, stats, transport)
+            cursor.direct_beat = _direct_heartbeat(framer, stats, transport)
         await _pump(cursor, framer, cfg, send, stopping, stats)
         if stopping.is_set() and params.format == "sse":
             await send(notice("bye", {"file": name, "reason": "server shutting down"}))
@@ -274,8 +275,8 @@ def _direct_writer(framer: Framer, stats: StreamStats,
                    transport: asyncio.Transport) -> Callable[[Batch], bool]:
     """Write a live batch straight to a client that keeps up (nothing buffered for it).
     Anything else (backpressure, notices, catch-up reads) goes the normal way, by `send`.
-    `last_sent` is left alone on purpose: heartbeats still go through `send` every
-    `heartbeat_s`, which keeps Sanic's response timeout from firing on a busy stream."""
+    `last_sent` is left alone on purpose: a heartbeat still goes out every `heartbeat_s`,
+    and it tells Sanic's response timeout that the stream is alive."""
 
     def write(b: Batch) -> bool:
         if transport.is_closing() or transport.get_write_buffer_size():
@@ -290,15 +291,38 @@ def _direct_writer(framer: Framer, stats: StreamStats,
     return write
 
 
+def _direct_heartbeat(framer: Framer, stats: StreamStats,
+                      transport: asyncio.Transport) -> Callable[[], bool] | None:
+    """Write a heartbeat straight to a client that keeps up, and tell Sanic's protocol it
+    was written (its response timeout counts from the last write it knows of). None when
+    the protocol does not keep that time: heartbeats then go through `send`."""
+    protocol = transport.get_protocol()
+    if not framer.sse or not isinstance(getattr(protocol, "_time", None), float):
+        return None
+
+    def write() -> bool:
+        if transport.is_closing() or transport.get_write_buffer_size():
+            return False
+        payload = framer.heartbeat()
+        transport.write(b"%x\r\n%b\r\n" % (len(payload), payload))
+        protocol._time = time.monotonic()  # the clock Sanic's timeouts use
+        stats.heartbeats += 1
+        stats.bytes += len(payload)
+        return True
+
+    return write
+
+
 async def heartbeat_ticker(live: set[Cursor], heartbeat_s: float) -> None:
     """Wake the streams that were quiet for `heartbeat_s`: one timer for all of them."""
     tick = min(1.0, heartbeat_s / 4)
     while True:
         await asyncio.sleep(tick)
-        due = time.monotonic() - heartbeat_s
+        now = time.monotonic()
+        due = now - heartbeat_s
         for cursor in live:
             if cursor.heartbeats and cursor.last_sent <= due and not cursor.beat_due:
-                cursor.beat()
+                cursor.beat(now)
 
 
 class _Hold:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import time
 
 import httpx
 import pytest
 from helpers import ServerProcess, append, free_port, live_server, make_config, sse, toml_config
+from prometheus_client.parser import text_string_to_metric_families
 
 
 def rss_kb(pid: int) -> int:
@@ -72,6 +74,83 @@ def test_stalled_client_costs_bounded_memory_and_gets_everything(tmp_path):
         assert [int(d[:8]) for d in data[:500_000]] == list(range(5000)) * 100
     finally:
         server.stop()
+
+
+STALL = "[stream]\nheartbeat_s = 0.3\nstall_timeout_s = 1\n"  # SSE: cut after 1.6 s
+
+
+async def open_streams(base: str) -> float:
+    async with httpx.AsyncClient() as client:
+        text = (await client.get(base + "/metrics")).text
+    return sum(s.value for fam in text_string_to_metric_families(text) for s in fam.samples
+               if s.name == "logtail_streams_open")
+
+
+async def test_quiet_stream_outlives_the_stall_timeout_thanks_to_heartbeats(tmp_path):
+    log = tmp_path / "app.log"
+    log.touch()
+    async with live_server(make_config(tmp_path, extra=STALL)) as base:
+        async with sse(base, "/api/files/app/stream?n=0") as s:
+            with pytest.raises(asyncio.TimeoutError):
+                await s.next_event(timeout=6)  # nearly four stall timeouts of nothing
+            assert s.comments.count("ping") >= 10
+            append(log, "still here")
+            assert await s.collect(1) == ["still here"]
+
+
+def stalled_client(port: int, path: str) -> socket.socket:
+    """A client that asks for a stream and then never reads (a tiny receive buffer)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    return sock
+
+
+def read_to_eof(sock: socket.socket, timeout: float) -> int:
+    """Bytes until the server's close; raises TimeoutError if it never closes."""
+    sock.settimeout(timeout)
+    total = 0
+    while chunk := sock.recv(1 << 16):
+        total += len(chunk)
+    return total
+
+
+@pytest.mark.parametrize("fmt", ["sse", "text"])
+async def test_stalled_client_is_closed_and_others_go_on(tmp_path, fmt):
+    log = tmp_path / "app.log"
+    log.touch()
+    async with live_server(make_config(tmp_path, extra=STALL)) as base:
+        port = int(base.rsplit(":", 1)[1])
+        stalled = stalled_client(port, f"/api/files/app/stream?n=0&format={fmt}")
+        try:
+            async with sse(base, "/api/files/app/stream?n=0") as fast:
+
+                async def read_all() -> int:  # the other client reads all along
+                    got = 0
+                    while True:
+                        ev = await fast.next_event(timeout=60)
+                        got += len(ev.lines)
+                        if ev.lines and ev.lines[-1] == "marker":
+                            return got
+
+                reader = asyncio.create_task(read_all())
+                await asyncio.sleep(0.3)
+                assert await open_streams(base) == 2
+                chunk = "".join(f"{i:06d} {'y' * 993}\n" for i in range(256)).encode()  # 256 KB
+                written = 0
+                deadline = time.monotonic() + 60
+                while await open_streams(base) > 1:  # until the server gives up on it
+                    assert time.monotonic() < deadline, "the stalled stream was never closed"
+                    if written < 200:  # 50 MB at most: far more than any socket buffers
+                        append(log, raw=chunk)
+                        written += 1
+                    await asyncio.sleep(0.05)
+                append(log, "marker")
+                assert await reader == written * 256 + 1  # every line, stall or not
+            await asyncio.to_thread(read_to_eof, stalled, 30)  # closed by the server
+        finally:
+            stalled.close()
 
 
 async def test_ten_megabyte_line_is_cut_visibly(tmp_path):
