@@ -175,7 +175,7 @@ class Cursor:
         if self.offset < gen.published:
             return self._read_file()
         if gen.final:
-            return self._cross() if gen.next is not None else self._at_end_of_final()
+            return self._cross() if gen.following() is not None else self._at_end_of_final()
         if self.follower is None:
             return END
         if self.lagging:
@@ -222,6 +222,8 @@ class Cursor:
         old, new = self.gen, self.gen.next
         assert new is not None
         self.gen, self.offset, self._scan, self.line_no = new, 0, 0, 0
+        if old.transient:
+            old.close()  # opened for this stream alone, which has left it
         self._splitter = LineSplitter(self.max_line_bytes)
         self.told_missing = False
         if old.reason == "truncated":
@@ -241,6 +243,8 @@ class Cursor:
     def close(self) -> None:
         if self.follower is not None:
             self.follower.unsubscribe(self)
+        if self.gen.transient:
+            self.gen.close()
         self.queue.clear()
         self._wake.set()
 

@@ -23,7 +23,7 @@ class FilterError(ValueError):
 
 
 class LineFilter:
-    __slots__ = ("_scan", "case", "invert", "match", "query", "regex")
+    __slots__ = ("_block", "_scan", "case", "invert", "match", "query", "regex")
 
     def __init__(self, query: str, regex: bool = False, case: bool = False,
                  invert: bool = False) -> None:
@@ -31,6 +31,7 @@ class LineFilter:
             raise FilterError(f"at most {MAX_PATTERN} characters")
         self.query, self.regex, self.case, self.invert = query, regex, case, invert
         self._scan: Callable[..., object] | None = None
+        self._block: Callable[..., object] | None = None
         self.match: Callable[[str], bool] = self._matcher()
 
     def _matcher(self) -> Callable[[str], bool]:
@@ -51,15 +52,30 @@ class LineFilter:
                 msg = e.args[0].decode() if e.args and isinstance(e.args[0], bytes) else str(e)
                 raise FilterError(msg) from None
             found: Callable[[str], bool] = lambda line: search(line) is not None  # noqa: E731
-        elif self.case:
-            q = self.query
-            found = lambda line: q in line  # noqa: E731
+            self._block = self._scan
         else:
-            q = self.query.lower()
-            found = lambda line: q in line.lower()  # noqa: E731
+            options = re2.Options()
+            options.case_sensitive = self.case
+            options.never_nl = True
+            options.never_capture = True
+            options.log_errors = False
+            self._block = re2.compile(re2.escape(self.query), options).search
+            if self.case:
+                q = self.query
+                found = lambda line: q in line  # noqa: E731
+            else:
+                q = self.query.lower()
+                found = lambda line: q in line.lower()  # noqa: E731
         if self.invert:
+            self._block = None
             return lambda line: not found(line)
         return found
+
+    def block_search(self) -> Callable[[bytes, int], object] | None:
+        """A search over a block of whole lines (bytes), finding the next matching line
+        from a position; RE2 runs it without the GIL. None where each line must be tested
+        on its own (`invert`, or a pattern anchored to the text)."""
+        return self._block
 
     def apply(self, lines: Lines) -> list[str]:
         """The matching lines of a batch; a batch without the substring is skipped whole."""

@@ -21,7 +21,7 @@ from typing import Protocol
 
 from logtail.generation import Batch, Generation, open_generation, placeholder
 from logtail.lines import Lines, LineSplitter
-from logtail.position import Identity, check_at, format_id
+from logtail.position import IdCodec, Identity, check_at
 from logtail.tail import line_end
 
 __all__ = ["Follower", "Subscriber"]
@@ -42,10 +42,11 @@ class Subscriber(Protocol):
 
 
 class Follower:
-    def __init__(self, name: str, path: Path, max_line_bytes: int, partial_line_s: float,
-                 idle_stop_s: float = 0.0) -> None:
+    def __init__(self, name: str, path: Path, codec: IdCodec, max_line_bytes: int,
+                 partial_line_s: float, idle_stop_s: float = 0.0) -> None:
         self.name = name
         self.path = path
+        self.codec = codec
         self.max_line_bytes = max_line_bytes
         self.partial_line_s = partial_line_s
         self.idle_stop_s = idle_stop_s
@@ -129,11 +130,11 @@ class Follower:
 
     def _open_at_end(self) -> None:
         """Start following: new lines from the last complete line on."""
-        self.gen = open_generation(self.path)
+        self.gen = open_generation(self.path, self.codec)
         self.missing = self.gen is None
         self.splitter = LineSplitter(self.max_line_bytes)
         if self.gen is None:
-            self.retired.append(placeholder(self.path))
+            self.retired.append(placeholder(self.path, self.codec))
         else:
             end = line_end(self.gen.fd, self.gen.size())
             self.gen.published = self.scan = end
@@ -218,7 +219,7 @@ class Follower:
         check = check_at(gen.fd, end)
         self.check = (end, check)
         batch = Batch(gen, gen.published, end, lines, gen.lines,
-                      format_id(gen.identity, end, check))
+                      self.codec.format(gen.identity, end, check))
         gen.published = end
         gen.lines += lines.count
         t0 = time.perf_counter()
@@ -254,7 +255,7 @@ class Follower:
         """copytruncate: same inode, new content from offset 0."""
         self.splitter = LineSplitter(self.max_line_bytes)
         gen.final, gen.reason = True, "truncated"
-        nxt = Generation(os.dup(gen.fd), gen.identity, gen.path)
+        nxt = Generation(os.dup(gen.fd), gen.identity, gen.path, self.codec)
         self.retired.append(gen)
         while len(self.retired) > MAX_RETIRED:
             self.retired.popleft().close()
@@ -265,7 +266,7 @@ class Follower:
         self._notify_all()
 
     def _open_next(self, st: os.stat_result | None) -> bool:
-        nxt = open_generation(self.path) if st is not None else None
+        nxt = open_generation(self.path, self.codec) if st is not None else None
         if nxt is None:
             if not self.missing:
                 self.missing = True

@@ -10,29 +10,39 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from logtail.lines import Lines
-from logtail.position import Identity, check_at, format_id
+from logtail.position import IdCodec, Identity, check_at
 
-__all__ = ["Batch", "Generation", "open_generation", "placeholder"]
+__all__ = ["Batch", "Generation", "file_status", "open_generation", "placeholder",
+           "unreadable_reason"]
 
 
 class Generation:
-    __slots__ = ("closed", "fd", "final", "identity", "lines", "next", "path", "published",
-                 "reason")
+    __slots__ = ("closed", "codec", "fd", "final", "identity", "lines", "next", "on_close",
+                 "path", "published", "reason", "successor", "transient")
 
-    def __init__(self, fd: int, identity: Identity, path: Path, published: int = 0) -> None:
+    def __init__(self, fd: int, identity: Identity, path: Path, codec: IdCodec,
+                 published: int = 0) -> None:
         self.fd = fd
         self.identity = identity
         self.path = path
+        self.codec = codec
         self.published = published  # offset up to which lines were published
         self.lines = 0  # lines published by this process (exact counts for `dropped`)
         self.final = False
         self.next: Generation | None = None
         self.reason = ""
         self.closed = False
+        # a rotated file opened for one stream alone (resume): closed as the stream leaves it
+        self.transient = False
+        # opens the generation after this one when a stream gets there (a resume through
+        # rotated siblings holds one open at a time, not the whole chain)
+        self.successor: Callable[[], Generation] | None = None
+        self.on_close: Callable[[], None] | None = None
 
     def read(self, offset: int, size: int) -> bytes:
         """Bytes at `offset`; b"" once the generation is closed or the data is gone."""
@@ -45,40 +55,93 @@ class Generation:
 
     def event_id(self, offset: int) -> str:
         check = 0 if self.closed or self.fd < 0 else check_at(self.fd, offset)
-        return format_id(self.identity, offset, check)
+        return self.codec.format(self.identity, offset, check)
+
+    def following(self) -> Generation | None:
+        """The generation after this final one, opened now if it is opened lazily."""
+        if self.next is None and self.successor is not None:
+            make, self.successor = self.successor, None
+            self.next = make()
+        return self.next
 
     def close(self) -> None:
         if not self.closed:
             self.closed = True
             if self.fd >= 0:
                 os.close(self.fd)
+            if self.on_close is not None:
+                self.on_close()
 
     def __repr__(self) -> str:
         return f"<Generation {self.path.name} ino={self.identity.ino} at {self.published}>"
 
 
-def placeholder(path: Path) -> Generation:
+def placeholder(path: Path, codec: IdCodec) -> Generation:
     """Stands for a file that does not exist yet: empty, final, and linked to the file
     once it appears, so streams cross into it like into any rotated file."""
-    gen = Generation(-1, Identity(-1, -1), path)
+    gen = Generation(-1, Identity(-1, -1), path, codec)
     gen.final, gen.reason = True, "missing"
     return gen
 
 
-def open_generation(path: Path) -> Generation | None:
-    """Open `path` for reading, or None when it does not exist (yet) or is not a regular file.
+def open_generation(path: Path, codec: IdCodec, *,
+                    follow_links: bool = True) -> Generation | None:
+    """Open `path` for reading, or None when it does not exist (yet) or is not a log file.
 
-    O_NONBLOCK keeps a FIFO configured by mistake from blocking the event loop in open().
+    A FIFO is never opened: its writer would get EPIPE when we closed it again. O_NONBLOCK
+    still guards the open() against one swapped in after the stat.
     """
+    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | (0 if follow_links else os.O_NOFOLLOW)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
-    except (FileNotFoundError, NotADirectoryError, PermissionError, IsADirectoryError):
+        if not stat.S_ISREG(os.stat(path, follow_symlinks=follow_links).st_mode):
+            return None
+        fd = os.open(path, flags)
+    except OSError:
         return None
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode):
+    try:
+        if unreadable_reason(fd) is not None:
+            os.close(fd)
+            return None
+        return Generation(fd, Identity.of(os.fstat(fd)), path, codec)
+    except OSError:
         os.close(fd)
         return None
-    return Generation(fd, Identity.of(st), path)
+
+
+def file_status(path: Path) -> tuple[os.stat_result | None, str | None]:
+    """`stat` of a configured file (None if absent) and why it cannot be served, if so.
+    Only a possible pseudo-file (a regular file of size 0) is opened to tell."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None, None
+    if not stat.S_ISREG(st.st_mode):
+        return st, "not a regular file"
+    if st.st_size:
+        return st, None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError as e:
+        return st, e.strerror or "cannot be opened"
+    try:
+        return st, unreadable_reason(fd)
+    except OSError as e:
+        return st, e.strerror or "cannot be read"
+    finally:
+        os.close(fd)
+
+
+def unreadable_reason(fd: int) -> str | None:
+    """Why an open file cannot be followed, or None for a regular file.
+
+    A FIFO, device or directory is not a log. Neither is a pseudo-file (`/proc`, `/sys`):
+    it says size 0 yet has content, which would read as a truncation every second."""
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file"
+    if st.st_size == 0 and os.pread(fd, 1, 0) and os.fstat(fd).st_size == 0:
+        return "a pseudo-file whose size is not its content"
+    return None
 
 
 @dataclass(slots=True, eq=False)

@@ -1,25 +1,31 @@
 """Resuming a stream from a Last-Event-ID.
 
-The id names an inode, an offset and a checksum of the bytes before it, so resuming needs
-nothing from memory: the file it names is found among the follower's open generations,
-or on disk next to the current file (`app.log.1`, `app.log-20250101`...), and read on from
-the offset. Anything that cannot be honoured becomes a `reset` with the reason.
+The id names an inode, an offset and a checksum of the bytes before it, signed by the
+server, so resuming needs nothing from memory: the file it names is found among the
+follower's open generations, or on disk beside the current file under a name logrotate
+gives (`app.log.1`, `app.log-20250101`; see `logtail.rotated`), and read on from the
+offset. A resume through several rotated files opens them one at a time, as the stream
+reaches each, from a budget of descriptors shared by all streams. Anything that cannot
+be honoured becomes a `reset` with the reason.
 """
 
 from __future__ import annotations
 
 import os
+import resource
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from logtail.follow import Follower
-from logtail.generation import Generation
-from logtail.position import Identity, Position, check_at
+from logtail.generation import Generation, open_generation
+from logtail.position import IdCodec, Identity, Position, check_at
+from logtail.rotated import rotated_name
 
-__all__ = ["Resumed", "matches", "resolve"]
+__all__ = ["FdBudget", "Resumed", "matches", "resolve"]
 
-COMPRESSED = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".z", ".zip")
 MAX_SIBLINGS = 200
+MAX_ENTRIES = 10_000  # directory entries looked at, at most, for one resume
 
 
 @dataclass(slots=True)
@@ -27,10 +33,37 @@ class Resumed:
     gen: Generation
     offset: int
     pending_bytes: int  # what is left to send from the resume point to the present
-    opened: list[Generation]  # generations opened for this stream alone (closed by it)
 
 
-def resolve(pos: Position, follower: Follower) -> Resumed | str:
+class FdBudget:
+    """Descriptors that resumes may hold on rotated files, all streams together: a flood
+    of resumes gets `reset`s, never a server out of descriptors."""
+
+    def __init__(self, limit: int | None = None) -> None:
+        if limit is None:
+            soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+            limit = max(16, (soft if soft > 0 else 1024) // 4)
+        self.limit = limit
+        self.used = 0
+
+    def take(self, force: bool = False) -> bool:
+        if self.used >= self.limit and not force:
+            return False
+        self.used += 1
+        return True
+
+    def give(self) -> None:
+        self.used -= 1
+
+
+@dataclass(frozen=True, slots=True)
+class _Sibling:
+    path: Path
+    identity: Identity
+    size: int
+
+
+def resolve(pos: Position, follower: Follower, budget: FdBudget) -> Resumed | str:
     """Where a stream resumes, or why it cannot."""
     gens = follower.generations()
     for gen in reversed(gens):
@@ -38,22 +71,21 @@ def resolve(pos: Position, follower: Follower) -> Resumed | str:
             continue
         if pos.offset <= max(gen.published, gen.size()) and matches(gen.fd, pos):
             pending = sum(g.published for g in gens[gens.index(gen) :]) - pos.offset
-            return Resumed(gen, pos.offset, pending, [])
-    siblings = _rotated_siblings(follower.path, pos.identity, {g.identity for g in gens})
-    if siblings is None:
+            return Resumed(gen, pos.offset, pending)
+    chain = _scan(follower.path, pos.identity, {g.identity for g in gens})
+    if not chain:
         return "the file this id names is gone"
-    if isinstance(siblings, str):
-        return siblings
-    first_fd = siblings[0].fd
-    if pos.offset > siblings[0].published or not matches(first_fd, pos):
-        for g in siblings:
-            g.close()
+    if not budget.take():
+        return "too many rotated files are open for resumes right now; try again later"
+    first = _open(chain[0], follower.path, follower.codec, budget)
+    if first is None:
+        return "the rotated file this id names could not be opened"
+    if pos.offset > first.published or not matches(first.fd, pos):
+        first.close()
         return "the file this id names has changed"
-    nxt = gens[0] if gens else follower.latest()
-    for older, newer in zip(siblings, [*siblings[1:], nxt], strict=True):
-        older.final, older.reason, older.next = True, "replaced", newer
-    pending = sum(g.published for g in siblings) - pos.offset + sum(g.published for g in gens)
-    return Resumed(siblings[0], pos.offset, pending, siblings)
+    _link(first, chain[1:], gens[0] if gens else follower.latest(), follower, budget)
+    pending = sum(s.size for s in chain) - pos.offset + sum(g.published for g in gens)
+    return Resumed(first, pos.offset, pending)
 
 
 def matches(fd: int, pos: Position) -> bool:
@@ -63,52 +95,68 @@ def matches(fd: int, pos: Position) -> bool:
         return False
 
 
-def _rotated_siblings(
-    path: Path, identity: Identity, known: set[Identity]
-) -> list[Generation] | str | None:
-    """The rotated file with `identity` beside `path`, then any rotated after it, by age."""
-    prefix = path.name
-    found: tuple[Path, os.stat_result] | None = None
-    candidates: list[tuple[Path, os.stat_result]] = []
+def _link(gen: Generation, newer: list[_Sibling], tail: Generation, follower: Follower,
+          budget: FdBudget) -> None:
+    """`gen` ends where it is; the next rotated file is opened once a stream gets there."""
+    gen.final, gen.reason = True, "replaced"
+
+    def successor() -> Generation:
+        for i, sib in enumerate(newer):
+            budget.take(force=True)  # the stream gives one back as it leaves `gen`
+            nxt = _open(sib, follower.path, follower.codec, budget)
+            if nxt is not None:
+                _link(nxt, newer[i + 1 :], tail, follower, budget)
+                return nxt
+            budget.give()
+        return tail
+
+    gen.successor = successor
+
+
+def _open(sib: _Sibling, log: Path, codec: IdCodec, budget: FdBudget) -> Generation | None:
+    """Open a rotated file by identity: at its name, or found again if rotated since."""
+    gen = open_generation(sib.path, codec, follow_links=False)
+    if gen is None or gen.identity != sib.identity:
+        if gen is not None:
+            gen.close()
+        again = _scan(log, sib.identity, set())
+        gen = open_generation(again[0].path, codec, follow_links=False) if again else None
+        if gen is None or gen.identity != sib.identity:
+            if gen is not None:
+                gen.close()
+            return None
+    gen.published = gen.size()
+    gen.transient = True
+    gen.on_close = budget.give
+    return gen
+
+
+def _scan(log: Path, identity: Identity, known: set[Identity]) -> list[_Sibling]:
+    """The rotated file with `identity` beside `log`, then those rotated after it."""
+    found: tuple[_Sibling, int] | None = None
+    others: list[tuple[_Sibling, int]] = []
     try:
-        with os.scandir(path.parent) as it:
+        with os.scandir(log.parent) as it:
             for i, entry in enumerate(it):
-                if i > 10 * MAX_SIBLINGS:
+                if i >= MAX_ENTRIES:
                     break
-                name = entry.name
-                if (name == prefix or not name.startswith(prefix)
-                        or name[len(prefix)] not in ".-_" or name.lower().endswith(COMPRESSED)):
+                name = rotated_name(log.name, entry.name)
+                if name is None or name.compressed:
                     continue
                 try:
-                    st = entry.stat()
+                    st = entry.stat(follow_symlinks=False)  # a link is never a sibling
                 except OSError:
                     continue
-                if Identity.of(st) in known:
+                if not stat.S_ISREG(st.st_mode) or Identity.of(st) in known:
                     continue
-                if Identity.of(st) == identity:
-                    found = (Path(entry.path), st)
+                sib = _Sibling(Path(entry.path), Identity.of(st), st.st_size)
+                if sib.identity == identity:
+                    found = (sib, st.st_mtime_ns)
                 else:
-                    candidates.append((Path(entry.path), st))
+                    others.append((sib, st.st_mtime_ns))
     except OSError:
-        return None
+        return []
     if found is None:
-        return None
-    newer = sorted((c for c in candidates if c[1].st_mtime_ns >= found[1].st_mtime_ns),
-                   key=lambda c: c[1].st_mtime_ns)[:MAX_SIBLINGS]
-    gens: list[Generation] = []
-    for p, st in [found, *newer]:
-        try:
-            fd = os.open(p, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
-        except OSError:
-            continue
-        opened = os.fstat(fd)
-        if Identity.of(opened) != Identity.of(st):
-            os.close(fd)
-            continue
-        gen = Generation(fd, Identity.of(st), p, published=opened.st_size)
-        gens.append(gen)
-    if not gens or gens[0].identity != identity:
-        for g in gens:
-            g.close()
-        return "the rotated file this id names could not be opened"
-    return gens
+        return []
+    newer = sorted((o for o in others if o[1] >= found[1]), key=lambda o: o[1])
+    return [found[0], *(s for s, _ in newer[:MAX_SIBLINGS])]

@@ -17,15 +17,29 @@ from logtail.cursor import END, Cursor, Notice
 from logtail.follow import Follower
 from logtail.generation import Batch, Generation, open_generation, placeholder
 from logtail.params import StreamParams
-from logtail.position import parse_id
-from logtail.resume import matches, resolve
+from logtail.position import IdCodec
+from logtail.resume import FdBudget, matches, resolve
+from logtail.scans import ScanGate
 from logtail.sse import comment, data_event, id_only, notice, opening, text_lines
-from logtail.tail import find_start, line_end
+from logtail.tail import BacklogScan, line_end
 
-__all__ = ["StreamStats", "heartbeat_ticker", "run_stream"]
+__all__ = ["StreamEnv", "StreamStats", "heartbeat_ticker", "run_stream"]
 
 COALESCE_BYTES = 256 * 1024
+COUNT_MAX_BYTES = 16 * 1024 * 1024  # a skipped gap larger than this is not counted in lines
 Send = Callable[[bytes], Awaitable[None]]
+
+
+@dataclass(slots=True, eq=False)
+class StreamEnv:
+    """What the streams of one app share."""
+
+    cfg: StreamConfig
+    codec: IdCodec
+    stopping: asyncio.Event
+    live: set[Cursor]  # cursors of running streams: shutdown and heartbeats reach them
+    budget: FdBudget
+    scans: ScanGate
 
 
 @dataclass(slots=True, eq=False)
@@ -46,15 +60,17 @@ class Framer:
 
     def __init__(self, params: StreamParams) -> None:
         self.sse = params.format == "sse"
+        self.raw = params.raw
         self.filter = params.filter
         self.hidden_id: str | None = None  # id past lines the filter hid, not yet sent
 
     def batch(self, b: Batch, stats: StreamStats) -> bytes:
         if self.filter is None:
-            key = "sse" if self.sse else "text"
+            key = "sse" if self.sse else "raw" if self.raw else "text"
             payload = b._cache.get(key)
             if payload is None:
-                payload = data_event(b.id, b.lines.text) if self.sse else text_lines(b.lines.text)
+                payload = (data_event(b.id, b.lines.text) if self.sse
+                           else text_lines(b.lines.text, self.raw))
                 b._cache[key] = payload
             stats.lines += b.lines.count
             return payload
@@ -64,12 +80,12 @@ class Framer:
             return b""
         self.hidden_id = None
         stats.lines += len(lines)
-        return data_event(b.id, lines) if self.sse else text_lines(lines)
+        return data_event(b.id, lines) if self.sse else text_lines(lines, self.raw)
 
     def chunk(self, b: Batch, stats: StreamStats) -> bytes:
         """The batch as one HTTP/1.1 chunk, built once per batch for all unfiltered streams."""
         if self.filter is None:
-            key = "sse-chunk" if self.sse else "text-chunk"
+            key = "sse-chunk" if self.sse else "raw-chunk" if self.raw else "text-chunk"
             framed = b._cache.get(key)
             if framed is None:
                 payload = self.batch(b, stats)
@@ -94,62 +110,66 @@ class Framer:
         return comment("ping")
 
 
-async def _backlog_start(gen: Generation, end: int, params: StreamParams,
-                         cfg: StreamConfig) -> int:
-    """In a thread: scanning backwards through a cold, huge file may block."""
+async def _backlog_start(gen: Generation, end: int, params: StreamParams, env: StreamEnv,
+                         ip: str) -> tuple[int, bool]:
+    """Where the backlog starts, and whether `max_backlog_bytes` cut it short. The scan
+    runs in the scan pool, in turns with other clients' scans (see `logtail.scans`)."""
     if params.n <= 0 or end <= 0 or gen.fd < 0:
-        return end
-    fd = os.dup(gen.fd)  # the generation may be closed while the thread reads
-    try:
-        match = params.filter.match if params.filter else None
-        return await asyncio.to_thread(find_start, fd, end, params.n, cfg.max_line_bytes,
-                                       match, cfg.backlog_scan_bytes)
-    finally:
-        os.close(fd)
+        return end, False
+    fd = os.dup(gen.fd)  # the generation may be closed while a thread reads
+    f = params.filter
+    scan = BacklogScan(fd, end, params.n, env.cfg.max_line_bytes, f.match if f else None,
+                       env.cfg.max_backlog_bytes, f.block_search() if f else None)
+    await env.scans.run(ip, scan, lambda: os.close(fd))
+    return scan.start, scan.limited
 
 
-async def _count_lines(gen: Generation, start: int, end: int) -> int:
-    def count(fd: int) -> int:
-        total, pos = 0, start
-        while pos < end:
-            data = os.pread(fd, min(1 << 20, end - pos), pos)
-            if not data:
-                break
-            total += data.count(b"\n")
-            pos += len(data)
-        return total
-
-    fd = os.dup(gen.fd)
-    try:
-        return await asyncio.to_thread(count, fd)
-    finally:
-        os.close(fd)
+def _count_lines(gen: Generation, start: int, end: int) -> int | None:
+    """Lines in a skipped gap, if it is small enough to count in passing."""
+    if end - start > COUNT_MAX_BYTES:
+        return None
+    return gen.read(start, end - start).count(b"\n")
 
 
-async def _start_cursor(name: str, follower: Follower, params: StreamParams,
-                        cfg: StreamConfig, opened: list[Generation]) -> Cursor:
+def _limited(name: str, params: StreamParams, cfg: StreamConfig) -> Notice:
+    return Notice("limited", {
+        "file": name, "n": params.n, "max_backlog_bytes": cfg.max_backlog_bytes,
+        "reason": "the backlog reads at most stream.max_backlog_bytes back; older lines "
+                  "are not in it"})
+
+
+async def _start_cursor(name: str, follower: Follower, params: StreamParams, env: StreamEnv,
+                        ip: str) -> Cursor:
     """Where the stream begins: a resume position, or the start of the backlog."""
+    cfg = env.cfg
     notices: list[Notice] = []
     gen, offset, line_no = follower.latest(), -1, None
     if params.last_id is not None:
-        pos = parse_id(params.last_id)
-        found = resolve(pos, follower) if pos is not None else "not an id this server made"
+        pos = env.codec.parse(params.last_id)
+        found = (resolve(pos, follower, env.budget) if pos is not None
+                 else "not an id this server made")
         if isinstance(found, str):
             notices.append(Notice("reset", {"file": name, "reason": found}))
         elif found.pending_bytes > cfg.max_resume_bytes:
-            opened.extend(found.opened)
             skipped = found.gen.published - found.offset
-            lines = await _count_lines(found.gen, found.offset, found.gen.published)
+            try:
+                lines = (await asyncio.to_thread(_count_lines, found.gen, found.offset,
+                                                 found.gen.published)
+                         if found.gen is gen else None)
+            finally:
+                if found.gen.transient:
+                    found.gen.close()
             notices.append(Notice("dropped", {
-                "file": name, "lines": lines if found.gen is gen else None,
-                "bytes": skipped, "reason": "resume gap over stream.max_resume_bytes"}))
+                "file": name, "lines": lines, "bytes": skipped,
+                "reason": "resume gap over stream.max_resume_bytes"}))
         else:
-            opened.extend(found.opened)
             gen, offset = found.gen, found.offset
     if offset < 0:
         end = gen.published
-        offset = await _backlog_start(gen, end, params, cfg)
+        offset, limited = await _backlog_start(gen, end, params, env, ip)
         line_no = gen.lines if offset == end else None
+        if limited:
+            notices.append(_limited(name, params, cfg))
     cursor = Cursor(follower if params.follow else None, gen, offset, line_no,
                     max_line_bytes=cfg.max_line_bytes, buffer_bytes=cfg.client_buffer_bytes,
                     name=name)
@@ -159,27 +179,34 @@ async def _start_cursor(name: str, follower: Follower, params: StreamParams,
 
 
 async def _snapshot_cursor(name: str, follower: Follower, params: StreamParams,
-                           cfg: StreamConfig, opened: list[Generation]) -> Cursor:
+                           env: StreamEnv, ip: str) -> Cursor:
     """follow=0: the file as it is now, read on its own descriptor; no follower runs."""
-    gen = open_generation(follower.path)
+    cfg = env.cfg
+    gen = open_generation(follower.path, env.codec)
     if gen is None:
         cursor = Cursor(None, _empty(follower), 0, None, max_line_bytes=cfg.max_line_bytes,
                         buffer_bytes=cfg.client_buffer_bytes, name=name)
         cursor.push(Notice("missing", {"file": name}))
         return cursor
-    opened.append(gen)
-    gen.published = line_end(gen.fd, gen.size())
-    notices: list[Notice] = []
-    offset = -1
-    if params.last_id is not None:
-        pos = parse_id(params.last_id)
-        if (pos is not None and pos.identity == gen.identity and pos.offset <= gen.published
-                and matches(gen.fd, pos)):
-            offset = pos.offset
+    gen.transient = True  # the cursor closes it
+    try:
+        gen.published = line_end(gen.fd, gen.size())
+        notices: list[Notice] = []
+        offset = -1
+        if params.last_id is not None:
+            pos = env.codec.parse(params.last_id)
+            if (pos is not None and pos.identity == gen.identity
+                    and pos.offset <= gen.published and matches(gen.fd, pos)):
+                offset = pos.offset
+            if offset < 0:
+                notices.append(Notice("reset", {"file": name, "reason": "cannot resume this id"}))
         if offset < 0:
-            notices.append(Notice("reset", {"file": name, "reason": "cannot resume this id"}))
-    if offset < 0:
-        offset = await _backlog_start(gen, gen.published, params, cfg)
+            offset, limited = await _backlog_start(gen, gen.published, params, env, ip)
+            if limited:
+                notices.append(_limited(name, params, cfg))
+    except BaseException:
+        gen.close()
+        raise
     cursor = Cursor(None, gen, offset, None, max_line_bytes=cfg.max_line_bytes,
                     buffer_bytes=cfg.client_buffer_bytes, name=name)
     for n in notices:
@@ -188,32 +215,32 @@ async def _snapshot_cursor(name: str, follower: Follower, params: StreamParams,
 
 
 def _empty(follower: Follower) -> Generation:
-    gen = placeholder(follower.path)
+    gen = placeholder(follower.path, follower.codec)
     gen.final = False
     return gen
 
 
-async def run_stream(name: str, follower: Follower, params: StreamParams, cfg: StreamConfig,
-                     send: Send, stopping: asyncio.Event, stats: StreamStats,
-                     live: set[Cursor], transport: asyncio.Transport | None = None) -> None:
+async def run_stream(name: str, follower: Follower, params: StreamParams, env: StreamEnv,
+                     send: Send, stats: StreamStats, ip: str,
+                     transport: asyncio.Transport | None = None) -> None:
     """Send one stream until the client leaves, `follow=0` ends, or the server stops.
 
-    `live` holds the cursors of running streams; shutdown sets `stopping` and wakes them."""
+    `ip` is the client's address: its backlog scans take turns with its other scans."""
+    cfg, stopping, live = env.cfg, env.stopping, env.live
     framer = Framer(params)
-    opened: list[Generation] = []
     cursor: Cursor | None = None
     hold = _Hold()
     try:
         if params.follow:
             await follower.subscribe(hold)
-            cursor = await _start_cursor(name, follower, params, cfg, opened)
+            cursor = await _start_cursor(name, follower, params, env, ip)
             follower.subs.add(cursor)
-            follower.subs.discard(hold)
+            follower.unsubscribe(hold)
             if follower.missing and cursor.gen.final and cursor.gen.next is None:
                 cursor.told_missing = True
                 cursor.push(Notice("missing", {"file": name}))
         else:
-            cursor = await _snapshot_cursor(name, follower, params, cfg, opened)
+            cursor = await _snapshot_cursor(name, follower, params, env, ip)
         # headers go out now, after the position is fixed: every line written after the
         # client sees the response is in the stream (text streams send no body yet)
         # (an SSE stream also gets its starting position as an id-only event, so a client
@@ -233,12 +260,11 @@ async def run_stream(name: str, follower: Follower, params: StreamParams, cfg: S
         if stopping.is_set() and params.format == "sse":
             await send(notice("bye", {"file": name, "reason": "server shutting down"}))
     finally:
-        follower.subs.discard(hold)
+        if hold in follower.subs:
+            follower.unsubscribe(hold)  # left while starting: the idle timer still runs
         if cursor is not None:
             live.discard(cursor)
             cursor.close()
-        for gen in opened:
-            gen.close()
 
 
 async def _pump(cursor: Cursor, framer: Framer, cfg: StreamConfig, send: Send,

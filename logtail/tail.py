@@ -1,20 +1,26 @@
 """Finding the last lines of a file by reading blocks backwards from its end.
 
 The cost depends on how many lines are asked for (and how long they are), never on the
-size of the file: a 5 GB log answers as fast as a 5 KB one. These functions only find
-where the backlog starts; the stream then reads it forwards like any other range.
+size of the file: a 5 GB log answers as fast as a 5 KB one. And it is bounded: a scan
+reads at most `max_bytes` back, so a rare filter match or a file without newlines cannot
+turn one request into a read of gigabytes. A scan runs in steps, so a scheduler can
+interleave many clients' scans fairly. These only find where the backlog starts; the
+stream then reads it forwards like any other range.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
-from logtail.lines import cut_line, normalise
+from logtail.lines import normalise
 
-__all__ = ["BLOCK", "find_start", "line_end"]
+__all__ = ["BLOCK", "BacklogScan", "BlockSearch", "find_start", "line_end"]
 
 BLOCK = 64 * 1024
+MAX_BLOCK = 1024 * 1024
+# finds a match in `buf` at or after `pos`; its .start() is where (RE2's search, on bytes)
+BlockSearch = Callable[[bytes, int], object]
 LINE_END_SCAN = 4 * 1024 * 1024
 
 
@@ -35,85 +41,137 @@ def line_end(fd: int, size: int) -> int:
     return pos
 
 
-def find_start(
-    fd: int,
-    end: int,
-    n: int,
-    limit: int,
-    match: Callable[[str], bool] | None = None,
-    scan_bytes: int = 1 << 62,
-) -> int:
-    """Where the last `n` lines before `end` begin (the last `n` matching lines with `match`).
+class BacklogScan:
+    """Where the last `n` lines before `end` begin (the last `n` matching lines, with a
+    filter), reading backwards at most `max_bytes`.
 
-    `end` is a line boundary. With a filter, at most `scan_bytes` are searched: a rare match
-    in a huge file must not turn one request into a read of the whole file.
+    `end` is a line boundary. Each step reads whole blocks and only looks at complete
+    lines: a block's first, partial line is read again with the next block. With a
+    `search` over whole blocks (RE2 releases the GIL while it runs), there is Python work
+    per matching line only; `match` tests one line at a time otherwise.
+    When the bound is reached first, `limited` is set and the backlog starts at the
+    oldest complete line that was read.
     """
-    if n <= 0 or end <= 0:
-        return end
-    if match is None:
-        return _start_of_last(fd, end, n)
-    found = 0
-    start = end
-    for line_start, head, total in _reverse_lines(fd, end, limit):
-        if end - line_start > scan_bytes:
-            break
-        text = normalise(cut_line(head, total, limit) if total > limit else head)
-        start = line_start
-        if match(text):
-            found += 1
-            if found == n:
-                break
-    return start
 
+    def __init__(self, fd: int, end: int, n: int, max_line_bytes: int,
+                 match: Callable[[str], bool] | None = None,
+                 max_bytes: int = 1 << 62, search: BlockSearch | None = None) -> None:
+        self.fd = fd
+        self.end = end
+        self.need = n
+        self.max_line = max_line_bytes
+        self.match = match
+        self.search = search
+        self.floor = max(0, end - max_bytes)
+        self.scan = end  # [scan, end) is read, and `scan` is a line start
+        self.start = end  # the answer so far
+        self.block = BLOCK
+        self.limited = False
+        self.done = n <= 0 or end <= 0
 
-def _start_of_last(fd: int, end: int, n: int) -> int:
-    """Count newlines backwards; no line is looked at."""
-    pos = end
-    if os.pread(fd, 1, end - 1) == b"\n":
-        pos = end - 1  # the newline ending the last line is not a separator
-    need = n
-    while pos > 0:
-        start = max(0, pos - BLOCK)
-        data = os.pread(fd, pos - start, start)
-        count = data.count(b"\n")
-        if count < need:
-            need -= count
-            pos = start
-            continue
-        i = len(data)
-        for _ in range(need):
-            i = data.rfind(b"\n", 0, i)
-        return start + i + 1
-    return 0
+    def step(self, budget: int) -> bool:
+        """Read about `budget` bytes more; True once the start is known."""
+        while not self.done and budget > 0:
+            budget -= self._block()
+        return self.done
 
-
-def _reverse_lines(fd: int, end: int, limit: int) -> Iterator[tuple[int, bytes, int]]:
-    """(start offset, first `limit`+ bytes, length) of each line before `end`, last first."""
-    pos = end
-    if os.pread(fd, 1, end - 1) == b"\n":
-        pos = end - 1
-    carry, carry_len = b"", 0  # the right part of a line whose start is not read yet
-    while pos > 0:
-        start = max(0, pos - BLOCK)
-        data = os.pread(fd, pos - start, start)
-        if len(data) < pos - start:
-            return  # the file shrank under us
-        parts = data.split(b"\n")
-        offsets = [start]
-        for part in parts[:-1]:
-            offsets.append(offsets[-1] + len(part) + 1)
-        last = len(parts) - 1
-        for i in range(last, 0, -1):
-            if i == last:
-                head, total = parts[i] + carry, len(parts[i]) + carry_len
-            else:
-                head, total = parts[i], len(parts[i])
-            yield offsets[i], head, total
-        if last > 0:
-            carry, carry_len = parts[0], len(parts[0])
+    def _block(self) -> int:
+        a = max(self.floor, self.scan - self.block)
+        data = os.pread(self.fd, self.scan - a, a)
+        self.block = min(MAX_BLOCK, self.block * 2)
+        if len(data) < self.scan - a:
+            self.done = True  # the file shrank under us
+            return len(data) or 1
+        first = data.find(b"\n")
+        if a == 0:
+            lines_from = 0
+        elif 0 <= first < len(data) - 1:
+            lines_from = first + 1
         else:
-            carry, carry_len = parts[0] + carry, len(parts[0]) + carry_len
-        if len(carry) > 2 * limit:
-            carry = carry[: limit + 3]
-        pos = start
-    yield 0, carry, carry_len
+            return len(data) + self._long_line(a)
+        region_start = a + lines_from
+        self._look_at(data[lines_from:], region_start)
+        self._moved_to(region_start)
+        return len(data)
+
+    def _long_line(self, a: int) -> int:
+        """The block held part of one line only: find its start (searching, not keeping,
+        what lies before), then count or match its head. Returns the bytes read."""
+        read, pos = 0, a
+        while pos > self.floor:
+            b = max(self.floor, pos - MAX_BLOCK)
+            chunk = os.pread(self.fd, pos - b, b)
+            read += len(chunk)
+            nl = chunk.rfind(b"\n")
+            if nl >= 0:
+                pos = b + nl + 1
+                break
+            pos = b
+        else:
+            if pos > 0:  # the bound falls inside this line: nothing older can be shown
+                self.limited = self.done = True
+                return read
+        head = os.pread(self.fd, min(self.scan - pos, self.max_line), pos)
+        self._look_at(head if head.endswith(b"\n") else head + b"\n", pos)
+        self._moved_to(pos)
+        return read + len(head)
+
+    def _moved_to(self, line_start: int) -> None:
+        if self.done:
+            return
+        self.start = self.scan = line_start
+        if line_start <= self.floor:
+            self.limited = line_start > 0
+            self.done = True
+
+    def _look_at(self, region: bytes, offset: int) -> None:
+        """Count (or match) the complete lines of `region`, last first."""
+        if self.match is None:
+            count = region.count(b"\n") + (0 if region.endswith(b"\n") else 1)
+            if count < self.need:
+                self.need -= count
+                return
+            i = len(region) - (1 if region.endswith(b"\n") else 0)
+            for _ in range(self.need):
+                i = region.rfind(b"\n", 0, i)
+            self.start = offset + i + 1
+            self.done = True
+            return
+        starts = self._matching_starts(region)
+        if len(starts) < self.need:
+            self.need -= len(starts)
+            return
+        self.start = offset + starts[-self.need]
+        self.done = True
+
+    def _matching_starts(self, region: bytes) -> list[int]:
+        out: list[int] = []
+        if self.search is not None:
+            pos, size = 0, len(region)
+            while pos < size:
+                m = self.search(region, pos)
+                if m is None:
+                    break
+                at = m.start()  # type: ignore[attr-defined]
+                begin = region.rfind(b"\n", 0, at) + 1
+                out.append(begin)
+                nl = region.find(b"\n", at)
+                pos = size if nl < 0 else nl + 1
+            return out
+        assert self.match is not None
+        begin = 0
+        for line in region.split(b"\n"):
+            if begin >= len(region):
+                break
+            if self.match(normalise(line[: self.max_line])):
+                out.append(begin)
+            begin += len(line) + 1
+        return out
+
+
+def find_start(fd: int, end: int, n: int, limit: int,
+               match: Callable[[str], bool] | None = None, scan_bytes: int = 1 << 62) -> int:
+    """Where the last `n` (matching) lines before `end` begin, in one go."""
+    scan = BacklogScan(fd, end, n, limit, match, scan_bytes)
+    scan.step(1 << 62)
+    return scan.start

@@ -77,3 +77,62 @@ def test_backlog_cost_does_not_depend_on_file_size(tmp_path):
     assert last_lines(big, 100) == [f"line {i}" for i in range(100)]
     assert time.process_time() - started < 1.0  # a full read would take far longer
     assert last_lines(small, 100) == last_lines(big, 100)
+
+
+def _scan(path, n, max_bytes, line_filter=None, limit=1000):
+    from logtail.tail import BacklogScan
+
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        end = line_end(fd, os.fstat(fd).st_size)
+        scan = BacklogScan(fd, end, n, limit, line_filter.match if line_filter else None,
+                           max_bytes, line_filter.block_search() if line_filter else None)
+        steps = 0
+        while not scan.step(7):  # tiny slices: every state survives a pause
+            steps += 1
+        data = os.pread(fd, end - scan.start, scan.start)
+    finally:
+        os.close(fd)
+    return scan, end, data
+
+
+@settings(max_examples=150, deadline=None)
+@given(lines=st.lists(st.sampled_from(["ERROR x", "INFO y", "", "error z", "E" * 40]),
+                      max_size=80),
+       n=st.integers(min_value=1, max_value=20), max_bytes=st.integers(1, 400),
+       query=st.sampled_from(["ERROR", "error", "E{3}", "^$"]),
+       regex=st.booleans(), invert=st.booleans())
+def test_bounded_scan_finds_the_last_matching_lines_within_its_window(
+        tmp_path_factory, lines, n, max_bytes, query, regex, invert):
+    """Block search (RE2 over whole blocks) and per-line matching agree with a reference:
+    the backlog starts at a line start inside the window, holds the last `n` matching
+    lines of the window, and `limited` says when the window ran out first."""
+    from logtail.filters import LineFilter
+
+    path = tmp_path_factory.mktemp("s") / "f.log"
+    text = "".join(ln + "\n" for ln in lines)
+    path.write_text(text)
+    f = LineFilter(query, regex=regex, case=False, invert=invert)
+    scan, end, data = _scan(path, n, max_bytes, f)
+    assert scan.start == 0 or text.encode()[scan.start - 1:scan.start] == b"\n"
+    assert end - scan.start <= max_bytes or scan.start == end
+    window_start = max(0, end - max_bytes)
+    starts, pos = [], 0
+    for ln in lines:
+        starts.append(pos)
+        pos += len(ln.encode()) + 1
+    in_window = [ln for ln, s in zip(lines, starts, strict=True) if s >= window_start]
+    matching = [ln for ln in in_window if f.match(ln)]
+    got = [ln for ln in data.decode().split("\n")[:-1] if f.match(ln)]
+    assert got == matching[-n:]
+    assert scan.limited == (len(matching) < n and window_start > 0 and bool(lines))
+
+
+def test_unfiltered_scan_stops_at_the_bound_in_a_file_without_newlines(tmp_path):
+    path = tmp_path / "big.log"
+    with open(path, "wb") as f:
+        f.truncate(3 * 1024**3)
+        f.seek(0, 2)
+        f.write(b"\n")
+    scan, end, data = _scan(path, 10, 1 << 20)
+    assert scan.limited and scan.start == end and data == b""
