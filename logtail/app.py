@@ -21,15 +21,29 @@ from sanic.response import raw
 
 from logtail import __version__
 from logtail.accesslog import AccessLog
-from logtail.auth import Authenticator
-from logtail.clientip import ClientIP
+from logtail.auth import AuthBusy, Authenticator
+from logtail.clientip import AddressSet, ClientIP
 from logtail.config import Config
-from logtail.cursor import Cursor
 from logtail.follow import Follower
+from logtail.generation import file_status
 from logtail.guard import Guard, Refusal
+from logtail.hosts import HostCheck
 from logtail.metrics import CONTENT_TYPE, Metrics
 from logtail.params import ParamError, StreamParams, parse_stream_params
-from logtail.stream import StreamStats, heartbeat_ticker, run_stream
+from logtail.position import IdCodec
+from logtail.ratelog import RateLimitedLog, escape
+from logtail.resume import FdBudget
+from logtail.sanic_compat import (
+    HEAD_COMPLETE,
+    LenientRequest,
+    LogtailSanic,
+    head_complete,
+    is_error_placeholder,
+    malformed_target,
+)
+from logtail.scans import ScanGate
+from logtail.secret import load_or_create_secret, secret_path
+from logtail.stream import StreamEnv, StreamStats, heartbeat_ticker, run_stream
 from logtail.watch import WatchRegistry
 from logtail.web import WebAssets
 
@@ -58,10 +72,13 @@ def refusal(r: Refusal) -> HTTPResponse:
 
 
 def create_app(config: Config, name: str | None = None) -> Sanic:
-    app = Sanic(name or f"logtail_{os.getpid()}_{next(_names)}")
+    # strict slashes: /metrics/ is not /metrics, so a proxy rule for one path covers it
+    app = LogtailSanic(name or f"logtail_{os.getpid()}_{next(_names)}", strict_slashes=True,
+                       request_class=LenientRequest)
     app.config.FALLBACK_ERROR_FORMAT = "json"
     app.config.GRACEFUL_SHUTDOWN_TIMEOUT = 3.0
-    # a request head must arrive whole within request_timeout_s: slowloris clients are cut
+    # a request head must arrive whole within request_timeout_s (counted from its first
+    # byte by sanic_compat.HeadTimeoutProtocol): slowloris clients are cut
     app.config.KEEP_ALIVE_TIMEOUT = config.server.keepalive_timeout_s
     app.config.REQUEST_TIMEOUT = config.server.request_timeout_s
     app.config.REQUEST_MAX_SIZE = 64 * 1024
@@ -73,12 +90,19 @@ def create_app(config: Config, name: str | None = None) -> Sanic:
     app.ctx.streams = set()
     app.ctx.web = WebAssets.load()
     app.ctx.registry = WatchRegistry(config.watch)
-    app.ctx.client_ip = ClientIP(config.server.trusted_proxies)
+    base = config.source.parent if config.source else None
+    app.ctx.codec = IdCodec(load_or_create_secret(secret_path(config.server.secret_file, base)))
+    app.ctx.budget = FdBudget()
+    app.ctx.scans = ScanGate(config.limits.scan_threads, config.limits.scans_per_ip)
+    app.ctx.client_ip = ClientIP(config.server.trusted_proxies, config.server.forwarded_header)
+    app.ctx.hosts = HostCheck(config.server.allowed_hosts, config.server.host)
+    app.ctx.metrics_allow = AddressSet(config.server.metrics_allow)
+    app.ctx.bad_requests = RateLimitedLog(logging.getLogger("logtail.http"))
     app.ctx.auth = Authenticator(config.auth.users, config.auth.tokens, config.auth.realm)
     app.ctx.cors = frozenset(config.server.cors_origins)
     app.ctx.followers = {}
     for fc in config.files:
-        f = Follower(fc.name, fc.path, config.stream.max_line_bytes,
+        f = Follower(fc.name, fc.path, app.ctx.codec, config.stream.max_line_bytes,
                      config.stream.partial_line_s, config.watch.idle_stop_s)
         f.on_watch_change = app.ctx.registry.update
         app.ctx.followers[fc.name] = f
@@ -88,6 +112,7 @@ def create_app(config: Config, name: str | None = None) -> Sanic:
     app.before_server_stop(_before_stop)
     app.after_server_stop(_after_stop)
     app.on_request(_guard_request)
+    app.signal(HEAD_COMPLETE)(head_complete)
     app.on_response(_finish_response)
     _routes(app)
     return app
@@ -95,6 +120,8 @@ def create_app(config: Config, name: str | None = None) -> Sanic:
 
 async def _before_start(app: Sanic) -> None:
     app.ctx.stopping = asyncio.Event()
+    app.ctx.env = StreamEnv(app.ctx.config.stream, app.ctx.codec, app.ctx.stopping,
+                            app.ctx.live, app.ctx.budget, app.ctx.scans)
     app.ctx.started = time.time()
     app.ctx.guard = Guard(app.ctx.config.limits)
     base = app.ctx.config.source.parent if app.ctx.config.source else None
@@ -122,9 +149,11 @@ async def _before_stop(app: Sanic) -> None:
             await asyncio.wait(pending, timeout=0.5)
     await asyncio.gather(*(f.stop() for f in app.ctx.followers.values()))
     await app.ctx.registry.close()
+    app.ctx.scans.close()
 
 
 async def _after_stop(app: Sanic) -> None:
+    app.ctx.auth.close()
     await app.ctx.guard.close()
     app.ctx.access.close()
     await app.ctx.metrics.close()
@@ -133,26 +162,71 @@ async def _after_stop(app: Sanic) -> None:
 # -- middleware ------------------------------------------------------------------------------
 
 async def _guard_request(request: Request) -> HTTPResponse | None:
-    """Client identity, CORS preflight, authentication and the per-IP request rate."""
+    """Before any route: the target and Host, the per-IP request rate, CORS preflight,
+    credentials. Malformed and misdirected requests are refused first and not counted:
+    a DNS-rebinding page must not spend the rate of the browser it runs in."""
     app = request.app
+    if is_error_placeholder(request):
+        return None  # Sanic answers a head it could not read (400, 408, 413) itself
     request.ctx.started = time.monotonic()
     request.ctx.user = None
-    request.ctx.client_ip = app.ctx.client_ip.resolve(request.ip, request.headers)
+    ip = request.ctx.client_ip = app.ctx.client_ip.resolve(request.ip, request.headers)
+    if (target := malformed_target(request)) is not None:
+        app.ctx.bad_requests.warning(f"malformed request from {ip}: "
+                                     f"{escape(request.method, 20)} {escape(target)}")
+        return error(400, "malformed request target (control characters)")
+    hosts = request.headers.getall("host", [])
+    if len(hosts) > 1 or not app.ctx.hosts.allows(hosts[0] if hosts else None):
+        app.ctx.metrics.reject("host")
+        return error(421, "this server does not answer for this host (server.allowed_hosts)",
+                     host=escape(", ".join(hosts), 100))
+    # probes are never rate-limited: a load balancer that gets a 429 takes us out of rotation
+    probe = request.method in ("GET", "HEAD") and (
+        request.path == "/healthz" or (request.path == "/metrics" and ip in app.ctx.metrics_allow))
+    if not probe:
+        refused = await app.ctx.guard.check_request(ip)
+        if refused is not None:
+            app.ctx.metrics.reject(refused.reason)
+            return refusal(refused)
     if request.method == "OPTIONS":
         return _preflight(request)
-    refused = await app.ctx.guard.check_request(request.ctx.client_ip)
-    if refused is not None:
-        app.ctx.metrics.reject(refused.reason)
-        return refusal(refused)
     auth: Authenticator = app.ctx.auth
     if auth.enabled and request.path not in OPEN_PATHS:
-        user = await auth.check(request.headers.get("authorization"))
-        if user is None:
+        found = await _credentials(request)
+        if isinstance(found, HTTPResponse):
+            return found
+        if found is None:
             app.ctx.metrics.reject("auth")
             return error(401, "authentication required",
                          headers={"www-authenticate": auth.challenge})
-        request.ctx.user = user
+        request.ctx.user = found
     return None
+
+
+async def _credentials(request: Request) -> str | HTTPResponse | None:
+    """The user the request's credentials name, None without valid ones, or a refusal:
+    429 past `limits.failed_auth_per_ip` failures from this client (no password is
+    checked then), 503 while too many password checks wait."""
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    app = request.app
+    ip = request.ctx.client_ip
+    refused = await app.ctx.guard.begin_auth(ip)
+    if refused is not None:
+        app.ctx.metrics.reject(refused.reason)
+        return refusal(refused)
+    ok = True  # a check cut short (client gone) is not a failure
+    try:
+        user = await app.ctx.auth.check(header)
+        ok = user is not None
+        return user
+    except AuthBusy:
+        app.ctx.metrics.reject("auth_busy")
+        return error(503, "too many logins being checked", headers={"retry-after": "1"},
+                     reason="auth_busy", retry_after=1)
+    finally:
+        await app.ctx.guard.end_auth(ip, ok)
 
 
 def _preflight(request: Request) -> HTTPResponse:
@@ -219,11 +293,14 @@ def _routes(app: Sanic) -> None:
         out = []
         for fc in config.files:
             entry: dict[str, object] = {"name": fc.name, "title": fc.title}
-            try:
-                st = os.stat(fc.path)
-                entry.update(size=st.st_size, mtime=st.st_mtime, exists=True)
-            except OSError:
-                entry.update(size=None, mtime=None, exists=False)
+            st, unreadable = file_status(fc.path)
+            if st is None:
+                entry.update(size=None, mtime=None, exists=False, readable=False)
+            else:
+                entry.update(size=st.st_size, mtime=st.st_mtime, exists=True,
+                             readable=unreadable is None)
+                if unreadable is not None:
+                    entry["error"] = unreadable
             if config.server.show_paths:
                 entry["path"] = str(fc.path)
             out.append(entry)
@@ -235,22 +312,28 @@ def _routes(app: Sanic) -> None:
 
     @app.get("/healthz")
     async def healthz(request: Request) -> HTTPResponse:
-        """`ok`, or 503 `failing` while a directory watcher is dead in any worker."""
-        files = {fc.name: fc.path.exists() for fc in config.files}
+        """`ok`, or 503 `failing` while a directory watcher is dead in any worker. Only
+        `metrics_allow` addresses and authenticated users see more than the status: file
+        names, version and PID are a map for whoever is probing."""
         dead = app.ctx.metrics.dead_watchers()
         status = "ok" if not dead else "failing"
-        return json_response(
-            {"status": status, "version": __version__,
-             "files": {"present": sum(files.values()), "missing": len(files) - sum(files.values())},
-             "missing": [n for n, ok in files.items() if not ok],
-             "streams": app.ctx.metrics.open_streams(), "dead_watchers": dead,
-             "pid": os.getpid()},
-            status=200 if status == "ok" else 503,
-            headers={"cache-control": "no-store"},
-        )
+        body: dict[str, object] = {"status": status}
+        if request.ctx.client_ip in app.ctx.metrics_allow or (
+                app.ctx.auth.enabled and isinstance(await _credentials(request), str)):
+            files = {fc.name: fc.path.exists() for fc in config.files}
+            present = sum(files.values())
+            body.update(version=__version__,
+                        files={"present": present, "missing": len(files) - present},
+                        missing=[n for n, ok in files.items() if not ok],
+                        streams=app.ctx.metrics.open_streams(), dead_watchers=dead,
+                        pid=os.getpid())
+        return json_response(body, status=200 if status == "ok" else 503,
+                             headers={"cache-control": "no-store"})
 
     @app.get("/metrics")
     async def metrics(request: Request) -> HTTPResponse:
+        if request.ctx.client_ip not in app.ctx.metrics_allow:
+            return error(403, "metrics are not served to this address (server.metrics_allow)")
         return raw(app.ctx.metrics.render(), content_type=CONTENT_TYPE,
                    headers={"cache-control": "no-store"})
 
@@ -300,11 +383,10 @@ async def _serve_stream(app: Sanic, request: Request, name: str, follower: Follo
     task = asyncio.current_task()
     app.ctx.streams.add(task)
     app.ctx.metrics.stream_started(name, stats)
-    live: set[Cursor] = app.ctx.live
     try:
         chunked = request.transport if request.method == "GET" else None
-        await run_stream(name, follower, params, config.stream, send, app.ctx.stopping,
-                         stats, live, chunked)
+        await run_stream(name, follower, params, app.ctx.env, send, stats,
+                         request.ctx.client_ip, chunked)
         await response.eof()
     finally:
         app.ctx.streams.discard(task)

@@ -1,13 +1,23 @@
-"""Password hashing for [auth.users] (stdlib scrypt, salted, constant-time check)."""
+"""HTTP Basic and Bearer authentication; password hashing for [auth.users] (salted scrypt).
+
+scrypt is slow and memory-hard on purpose (~50 ms, 16 MiB), which makes it a lever for
+anyone who can send passwords: so it runs on one thread of its own (never the default
+pool, which backlog scans share), at most `MAX_PENDING` checks may wait for it (beyond
+that: `AuthBusy`, and no hashing), and concurrent checks of the same credentials share
+one hash. Failed attempts per client are limited by the caller (`Guard`).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
 import os
+import time
+from concurrent.futures import ThreadPoolExecutor
 
-__all__ = ["Authenticator", "hash_password", "verify_password"]
+__all__ = ["AuthBusy", "Authenticator", "hash_password", "verify_password"]
 
 N, R, P = 2**14, 8, 1
 
@@ -30,16 +40,21 @@ def verify_password(password: str, hashed: str) -> bool:
     return hmac.compare_digest(got, expected)
 
 
+class AuthBusy(Exception):
+    """Too many password checks are waiting: answer 503 instead of queueing more."""
+
+
 class Authenticator:
     """HTTP Basic (users with scrypt hashes) and Bearer tokens, checked in constant time.
 
-    scrypt is slow on purpose (~50 ms), so it runs in a thread, and a successful check is
-    remembered for a while by a digest of the credentials: a browser that reconnects its
-    stream every few seconds costs one hash, not one per request.
+    A successful check is remembered for a while by a SHA-256 of the credentials (never
+    the password itself): a browser that reconnects its stream every few seconds costs
+    one hash, not one per request.
     """
 
     CACHE_S = 300.0
     CACHE_MAX = 1024
+    MAX_PENDING = 32  # checks running or waiting for the scrypt thread
 
     def __init__(self, users: tuple[tuple[str, str], ...], tokens: tuple[str, ...],
                  realm: str) -> None:
@@ -47,6 +62,8 @@ class Authenticator:
         self.tokens = [t.encode() for t in tokens]
         self.realm = realm
         self._ok: dict[bytes, float] = {}
+        self._running: dict[bytes, asyncio.Future[bool]] = {}
+        self._pool: ThreadPoolExecutor | None = None
 
     @property
     def enabled(self) -> bool:
@@ -59,7 +76,8 @@ class Authenticator:
         return f'Bearer realm="{self.realm}"'
 
     async def check(self, authorization: str | None) -> str | None:
-        """The user name (or "token") if the header is valid credentials, else None."""
+        """The user name (or "token") if the header is valid credentials, else None.
+        Raises `AuthBusy` when a password would have to wait behind too many others."""
         if not authorization:
             return None
         scheme, _, value = authorization.strip().partition(" ")
@@ -80,25 +98,37 @@ class Authenticator:
         return None
 
     async def _check_user(self, user: str, password: str) -> bool:
-        import asyncio
-        import time
-
         key = hashlib.sha256(f"{user}\0{password}".encode()).digest()
-        now = time.monotonic()
         seen = self._ok.get(key)
-        if seen is not None and now - seen < self.CACHE_S:
+        if seen is not None and time.monotonic() - seen < self.CACHE_S:
             return True
-        hashed = self.users.get(user)
-        if hashed is None:
-            # the same work as for a real user, so timing does not tell who exists
-            await asyncio.to_thread(verify_password, password, _DUMMY)
-            return False
-        if not await asyncio.to_thread(verify_password, password, hashed):
-            return False
-        if len(self._ok) >= self.CACHE_MAX:
-            self._ok.clear()
-        self._ok[key] = now
-        return True
+        running = self._running.get(key)
+        if running is None:
+            if len(self._running) >= self.MAX_PENDING:
+                raise AuthBusy
+            # an unknown user costs the same hash as a known one: timing tells nobody who exists
+            hashed = self.users.get(user, _DUMMY)
+            running = asyncio.get_running_loop().run_in_executor(
+                self._executor(), verify_password, password, hashed)
+            self._running[key] = running
+            running.add_done_callback(lambda _: self._running.pop(key, None))
+        ok = await asyncio.shield(running) and user in self.users
+        if ok:
+            if len(self._ok) >= self.CACHE_MAX:
+                self._ok.clear()
+            self._ok[key] = time.monotonic()
+        return ok
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="logtail-scrypt")
+        return self._pool
+
+    def close(self) -> None:
+        """Stop the scrypt thread; checks still queued are dropped."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
 
 
 _DUMMY = "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from logtail import __version__
 from logtail.config import Config, ConfigError, config_for_paths, load_config
+from logtail.secret import SecretError, load_or_create_secret, secret_path
 
 __all__ = ["main"]
 
@@ -107,6 +108,12 @@ def serve(config: Config) -> int:
     ours.setLevel(logging.INFO)
     server = config.server
     _check_bind(server.host, server.port)
+    # made here, once, before any worker starts: they all read the same key
+    key_file = secret_path(server.secret_file, config.source.parent if config.source else None)
+    try:
+        load_or_create_secret(key_file)
+    except SecretError as e:
+        raise ConfigError(f"server.secret_file: {e}") from None
     names = ", ".join(f.name for f in config.files)
     print(f"logtail {__version__}: serving {names} on http://{server.host}:{server.port}/",
           file=sys.stderr, flush=True)

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from logtail.hosts import host_entry_problem
+
 __all__ = [
     "AuthConfig",
     "Config",
@@ -28,6 +30,7 @@ __all__ = [
 ]
 
 NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+FORWARDED_HEADERS = ("x-forwarded-for", "forwarded", "x-real-ip")
 RATE_RE = re.compile(r"^\s*\d+\s*(/|per)\s*(\d+\s*)?(second|minute|hour|day)s?\s*$", re.I)
 
 
@@ -55,6 +58,11 @@ def _check(fn: Any) -> dict[str, Any]:
     return {"check": fn}
 
 
+def _forwarded_header(v: str) -> str | None:
+    return None if v.lower() in FORWARDED_HEADERS else \
+        'must be "X-Forwarded-For", "Forwarded" or "X-Real-IP"'
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     host: str = "127.0.0.1"
@@ -66,6 +74,11 @@ class ServerConfig:
     show_paths: bool = False
     request_timeout_s: float = field(default=10.0, metadata=_check(_positive))
     keepalive_timeout_s: float = field(default=15.0, metadata=_check(_positive))
+    forwarded_header: str = field(default="X-Forwarded-For",
+                                  metadata=_check(_forwarded_header))
+    allowed_hosts: tuple[str, ...] = ()  # () = automatic, see logtail.hosts
+    metrics_allow: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    secret_file: str = ""  # the key that signs stream ids; "" = logtail.secret's default
 
 
 @dataclass(frozen=True)
@@ -79,7 +92,7 @@ class StreamConfig:
     client_buffer_bytes: int = field(default=4 * 1024 * 1024, metadata=_check(_positive))
     partial_line_s: float = field(default=5.0, metadata=_check(_positive))
     max_resume_bytes: int = field(default=256 * 1024 * 1024, metadata=_check(_non_negative))
-    backlog_scan_bytes: int = field(default=64 * 1024 * 1024, metadata=_check(_positive))
+    max_backlog_bytes: int = field(default=64 * 1024 * 1024, metadata=_check(_positive))
 
 
 @dataclass(frozen=True)
@@ -88,6 +101,9 @@ class LimitsConfig:
     requests_per_ip: str = field(default="120/minute", metadata=_check(_rate))
     max_streams: int = field(default=1000, metadata=_check(_non_negative))
     storage: str = "memory://"
+    failed_auth_per_ip: str = field(default="10/minute", metadata=_check(_rate))
+    scan_threads: int = field(default=2, metadata=_check(_positive))
+    scans_per_ip: int = field(default=1, metadata=_check(_positive))
 
 
 @dataclass(frozen=True)
@@ -146,6 +162,8 @@ class Config:
         return replace(self, server=server)
 
 
+RENAMED = {"stream.backlog_scan_bytes": "stream.max_backlog_bytes (it bounds every backlog)"}
+
 SECTIONS: dict[str, type] = {
     "server": ServerConfig,
     "stream": StreamConfig,
@@ -181,6 +199,8 @@ def _section(name: str, cls: type, raw: Any) -> Any:
     values: dict[str, Any] = {}
     for key, value in raw.items():
         f = known.get(key)
+        if f is None and f"{name}.{key}" in RENAMED:
+            raise ConfigError(f"{name}.{key}: renamed to {RENAMED[f'{name}.{key}']}")
         if f is None:
             raise ConfigError(f"{name}.{key}: unknown key (known: {', '.join(known)})")
         full = f"{name}.{key}"
@@ -195,13 +215,17 @@ def _section(name: str, cls: type, raw: Any) -> Any:
 
 
 def _check_proxies(server: ServerConfig) -> None:
-    for i, entry in enumerate(server.trusted_proxies):
-        try:
-            ipaddress.ip_network(entry, strict=False)
-        except ValueError:
-            raise ConfigError(
-                f"server.trusted_proxies[{i}]: not an IP address or CIDR, got {entry!r}"
-            ) from None
+    for key in ("trusted_proxies", "metrics_allow"):
+        for i, entry in enumerate(getattr(server, key)):
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ConfigError(
+                    f"server.{key}[{i}]: not an IP address or CIDR, got {entry!r}"
+                ) from None
+    for i, entry in enumerate(server.allowed_hosts):
+        if problem := host_entry_problem(entry):
+            raise ConfigError(f"server.allowed_hosts[{i}]: {problem}, got {entry!r}")
 
 
 def _auth(raw: Any) -> AuthConfig:

@@ -1,10 +1,15 @@
-"""Per-IP request rates, concurrent streams per IP, and a global cap on streams.
+"""Per-IP request rates, failed logins per IP, concurrent streams per IP, and a global
+cap on streams.
 
 Rates use the `limits` library (moving window) with memory storage, or Redis when
 `limits.storage` names it, so a limit holds across workers and hosts. Concurrent streams
 are counted, not rated: taken when a stream starts, given back in `finally`. With Redis,
 each stream is a member of a sorted set with an expiry that a refresher keeps moving, so
 a crashed worker's streams age out instead of blocking a client forever.
+
+Failed logins are counted per IP; past `limits.failed_auth_per_ip` every attempt from
+that IP is refused until the window moves on, a correct password included: letting a
+right guess through would tell the guesser it was right.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ SLOT_REFRESH_S = 20.0
 @dataclass(frozen=True, slots=True)
 class Refusal:
     status: int
-    reason: str  # for metrics: "rate", "streams_per_ip", "max_streams"
+    reason: str  # for metrics: "rate", "auth_failures", "streams_per_ip", "max_streams"
     message: str
     retry_after: int
 
@@ -43,6 +48,8 @@ class Guard:
     def __init__(self, cfg: LimitsConfig) -> None:
         self.cfg = cfg
         self.rate = parse(cfg.requests_per_ip)
+        self.auth_rate = parse(cfg.failed_auth_per_ip)
+        self.auth_pending: Counter[str] = Counter()  # checks under way, per IP
         uri = cfg.storage if cfg.storage.startswith("async+") else "async+" + cfg.storage
         self.storage = storage_from_string(uri)
         self.limiter = MovingWindowRateLimiter(self.storage)
@@ -61,6 +68,24 @@ class Guard:
         retry = max(1, math.ceil(stats.reset_time - time.time()))
         return Refusal(429, "rate", f"more than {self.cfg.requests_per_ip} requests from "
                        f"{ip}", retry)
+
+    async def begin_auth(self, ip: str) -> Refusal | None:
+        """Room for one more login attempt from `ip`, counting those still being checked
+        as failures (so parallel guesses cannot overrun the limit); then `end_auth`."""
+        stats = await self.limiter.get_window_stats(self.auth_rate, "authfail", ip)
+        if stats.remaining - self.auth_pending[ip] <= 0:
+            retry = max(1, math.ceil(stats.reset_time - time.time()))
+            return Refusal(429, "auth_failures", f"more than {self.cfg.failed_auth_per_ip} "
+                           f"failed logins from {ip}", retry)
+        self.auth_pending[ip] += 1
+        return None
+
+    async def end_auth(self, ip: str, ok: bool) -> None:
+        self.auth_pending[ip] -= 1
+        if self.auth_pending[ip] <= 0:
+            del self.auth_pending[ip]
+        if not ok:
+            await self.limiter.hit(self.auth_rate, "authfail", ip)
 
     async def acquire_stream(self, ip: str) -> tuple[str | None, Refusal | None]:
         """Take a stream slot; returns a token for `release`, or why not."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -10,10 +11,11 @@ from logtail.filters import FilterError, LineFilter
 
 __all__ = ["KNOWN", "ParamError", "StreamParams", "parse_stream_params"]
 
-KNOWN = {"n", "follow", "q", "regex", "case", "invert", "format", "last_id"}
+KNOWN = {"n", "follow", "q", "regex", "case", "invert", "format", "last_id", "raw"}
 FLAGS = {"1": True, "true": True, "yes": True, "on": True,
          "0": False, "false": False, "no": False, "off": False}
 MAX_ID = 200
+DIGITS = re.compile(r"[0-9]{1,12}")
 
 
 class ParamError(ValueError):
@@ -30,6 +32,7 @@ class StreamParams:
     filter: LineFilter | None
     format: str
     last_id: str | None
+    raw: bool = False  # format=text: bytes as logged, escapes and all
 
 
 def _one(args: Mapping[str, Sequence[str]], name: str) -> str | None:
@@ -60,7 +63,7 @@ def parse_stream_params(args: Mapping[str, Sequence[str]], last_event_id: str | 
     if raw_n is None or raw_n == "":
         n = cfg.backlog_lines
     else:
-        if not raw_n.isdigit() or len(raw_n) > 12:
+        if not DIGITS.fullmatch(raw_n):  # not isdigit(): "²" is a digit int() refuses
             raise ParamError("n", f"must be a whole number >= 0, got {raw_n[:40]!r}")
         n = min(int(raw_n), cfg.max_backlog_lines)
     fmt = _one(args, "format") or "sse"
@@ -79,4 +82,4 @@ def parse_stream_params(args: Mapping[str, Sequence[str]], last_event_id: str | 
     if last_id is not None and len(last_id) > MAX_ID:
         last_id = last_id[:MAX_ID]  # cannot be ours: it will get a `reset`
     return StreamParams(n=n, follow=_flag(args, "follow", True), filter=line_filter,
-                        format=fmt, last_id=last_id)
+                        format=fmt, last_id=last_id, raw=_flag(args, "raw", False))

@@ -1,7 +1,8 @@
 """Server-Sent Events and plain-text framing: pure functions from lines to bytes.
 
 CR, LF and CRLF all end an SSE line, so a CR left inside a log line (CRLF endings are
-already gone) is shown as U+240D "␍" instead of breaking the frame.
+already gone) is shown as U+240D "␍" instead of breaking the frame. Plain text usually
+lands in a terminal, so it is made terminal-safe (see `terminal`) unless asked for raw.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import json
 from collections.abc import Sequence
 
 from logtail import __version__
+from logtail.terminal import terminal_bytes
 
 __all__ = ["comment", "data_event", "id_only", "notice", "opening", "text_lines"]
 
@@ -48,7 +50,8 @@ def comment(text: str) -> bytes:
     return f": {text}\n\n".encode()
 
 
-def text_lines(text: str | Sequence[str]) -> bytes:
+def text_lines(text: str | Sequence[str], raw: bool = False) -> bytes:
+    """Lines for `format=text`: terminal-safe, or exactly as logged with `raw`."""
     if not isinstance(text, str):
         text = "\n".join(text)
-    return (text + "\n").encode()
+    return (text + "\n").encode() if raw else terminal_bytes(text + "\n")

@@ -77,9 +77,10 @@ class BacklogScan:
 
     def _block(self) -> int:
         a = max(self.floor, self.scan - self.block)
-        data = os.pread(self.fd, self.scan - a, a)
+        lo = a - 1 if a > 0 else 0  # one byte more: is `a` itself a line start?
+        data = os.pread(self.fd, self.scan - lo, lo)
         self.block = min(MAX_BLOCK, self.block * 2)
-        if len(data) < self.scan - a:
+        if len(data) < self.scan - lo:
             self.done = True  # the file shrank under us
             return len(data) or 1
         first = data.find(b"\n")
@@ -88,18 +89,21 @@ class BacklogScan:
         elif 0 <= first < len(data) - 1:
             lines_from = first + 1
         else:
-            return len(data) + self._long_line(a)
-        region_start = a + lines_from
+            return len(data) + self._long_line(lo)
+        region_start = lo + lines_from
         self._look_at(data[lines_from:], region_start)
         self._moved_to(region_start)
         return len(data)
 
-    def _long_line(self, a: int) -> int:
-        """The block held part of one line only: find its start (searching, not keeping,
+    def _long_line(self, pos: int) -> int:
+        """No line starts in [pos, scan): find where this one does (searching, not keeping,
         what lies before), then count or match its head. Returns the bytes read."""
-        read, pos = 0, a
-        while pos > self.floor:
-            b = max(self.floor, pos - MAX_BLOCK)
+        read = 0
+        while pos > 0:
+            if pos <= self.floor:  # the bound falls inside this line: nothing older shown
+                self.limited = self.done = True
+                return read
+            b = max(self.floor - 1, pos - MAX_BLOCK, 0)
             chunk = os.pread(self.fd, pos - b, b)
             read += len(chunk)
             nl = chunk.rfind(b"\n")
@@ -107,10 +111,9 @@ class BacklogScan:
                 pos = b + nl + 1
                 break
             pos = b
-        else:
-            if pos > 0:  # the bound falls inside this line: nothing older can be shown
-                self.limited = self.done = True
-                return read
+        if pos < self.floor:
+            self.limited = self.done = True
+            return read
         head = os.pread(self.fd, min(self.scan - pos, self.max_line), pos)
         self._look_at(head if head.endswith(b"\n") else head + b"\n", pos)
         self._moved_to(pos)
@@ -153,6 +156,8 @@ class BacklogScan:
                 if m is None:
                     break
                 at = m.start()  # type: ignore[attr-defined]
+                if at == size and region.endswith(b"\n"):
+                    break  # an empty match after the last newline: no line is there
                 begin = region.rfind(b"\n", 0, at) + 1
                 out.append(begin)
                 nl = region.find(b"\n", at)

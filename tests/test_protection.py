@@ -58,7 +58,7 @@ async def test_request_rate_per_ip_with_retry_after(tmp_path, log):
         async with client() as c:
             codes = [(await c.get(base + "/api/files")).status_code for _ in range(5)]
             assert codes == [200] * 5
-            r = await c.get(base + "/healthz")
+            r = await c.get(base + "/")
             assert r.status_code == 429
             assert 1 <= int(r.headers["retry-after"]) <= 60
             assert r.json()["reason"] == "rate"
@@ -272,8 +272,8 @@ async def test_open_close_churn_leaves_fds_tasks_and_memory_where_they_were(tmp_
         async def cycle(i: int) -> None:
             r, w = await asyncio.open_connection("127.0.0.1", port)
             fmt = "sse" if i % 2 else "text"
-            w.write(f"GET /api/files/app/stream?n=1&format={fmt} HTTP/1.1\r\nHost: x\r\n\r\n"
-                    .encode())
+            w.write(f"GET /api/files/app/stream?n=1&format={fmt} HTTP/1.1\r\n"
+                    "Host: 127.0.0.1\r\n\r\n".encode())
             await r.readuntil(b"hello\n")
             w.close()
             await w.wait_closed()

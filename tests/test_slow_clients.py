@@ -103,7 +103,7 @@ def stalled_client(port: int, path: str) -> socket.socket:
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", port))
-    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
     return sock
 
 
@@ -214,8 +214,8 @@ async def test_many_opens_and_closes_leave_no_tasks_or_fds(tmp_path, fmt):
 
         async def one() -> None:
             r, w = await asyncio.open_connection("127.0.0.1", port)
-            w.write(f"GET /api/files/app/stream?n=5&format={fmt} HTTP/1.1\r\nHost: x\r\n\r\n"
-                    .encode())
+            w.write(f"GET /api/files/app/stream?n=5&format={fmt} HTTP/1.1\r\n"
+                    "Host: 127.0.0.1\r\n\r\n".encode())
             await r.readuntil(b"l99\n")
             w.close()
             await w.wait_closed()

@@ -96,7 +96,7 @@ def _scan(path, n, max_bytes, line_filter=None, limit=1000):
     return scan, end, data
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(lines=st.lists(st.sampled_from(["ERROR x", "INFO y", "", "error z", "E" * 40]),
                       max_size=80),
        n=st.integers(min_value=1, max_value=20), max_bytes=st.integers(1, 400),

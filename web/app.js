@@ -220,6 +220,9 @@ function noticeText(name, data) {
         `${fmt.format(data.bytes || 0)} bytes`;
       return [`${what} skipped: ${data.reason || "the client fell behind"}`, true];
     }
+    case "limited":
+      return [`older lines not loaded: the backlog reads at most ${
+        fmt.format(data.max_backlog_bytes || 0)} bytes back`, false];
     case "bye":
       return ["server shutting down; will reconnect and resume", true];
     default:
