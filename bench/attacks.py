@@ -320,7 +320,7 @@ async def run_attacker(kind: str, base: str, seconds: float) -> Tally:
                     clients[0], base + "/api/files/big/stream?n=0&follow=0", {}, tally, stop))
                 if real:
                     forged = forge(real)
-                    tally.note = f"id {real} -> {forged}"
+                    tally.note = f"`{real}` → `{forged}`"
                     break
             if forged is not None:
                 headers = {"last-event-id": forged}
@@ -525,7 +525,7 @@ Scenarios (each attack starts {WARMUP_S:.0f} s before the first measured request
 - **resume**: {RESUME_IP} takes a real id (`n=0&follow=0`), sets its offset to `0` and its
   check to `00000000` (any other part kept), then keeps {STREAMS} `GET {RESUME_URL}` with
   that `Last-Event-ID` open on a {meta.big_gb} GB log of real 100-byte lines, reading
-  and discarding what comes, paced like regex.{" Ids: " + "; ".join(ids) if ids else ""}
+  and discarding what comes, paced like regex.{" Ids: " + "; ".join(ids) + "." if ids else ""}
 - **logins**: auth on (user alice); each of {len(LOGIN_IPS)} addresses
   ({LOGIN_IPS[0]}–{LOGIN_IPS[-1]}) sends bad Basic passwords for alice, request starts at
   least {RATE_GAP_S} s apart, two in flight. The legitimate client sends alice's right
@@ -618,7 +618,9 @@ def main() -> None:
         code = f"the copy in `{Path(args.logtail_path).name}/`"
     code = args.label or code
     notes = ["Shared 2-core machine: other work ran beside it, so figures are noisy; the "
-             "attackers (a second process) use CPU too."]
+             "attackers (a second process) use CPU too.",
+             "Requests go one at a time, so a slow answer delays the next: under a heavy "
+             "attack a run holds few requests (see legit ok / sent)."]
     started = time.time()
     results, big_gb = run_all(args, scenarios, env, notes)
     for scenario, runs in results.items():
