@@ -295,6 +295,10 @@ async def _pump(cursor: Cursor, framer: Framer, cfg: StreamConfig, send: Send,
             await send(payload)
             stats.bytes += len(payload)
             cursor.last_sent = time.monotonic()
+        else:
+            # a filter hid it all: `next()` read the file without suspending, so let the
+            # other streams run before reading on (a long range must not hold the loop)
+            await asyncio.sleep(0)
 
 
 def _direct_writer(framer: Framer, stats: StreamStats,

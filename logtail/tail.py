@@ -50,7 +50,8 @@ class BacklogScan:
     `search` over whole blocks (RE2 releases the GIL while it runs), there is Python work
     per matching line only; `match` tests one line at a time otherwise.
     When the bound is reached first, `limited` is set and the backlog starts at the
-    oldest complete line that was read.
+    oldest complete line that was read (with a filter: the oldest match, so the stream
+    does not read again what the scan found nothing in).
     """
 
     def __init__(self, fd: int, end: int, n: int, max_line_bytes: int,
@@ -122,7 +123,9 @@ class BacklogScan:
     def _moved_to(self, line_start: int) -> None:
         if self.done:
             return
-        self.start = self.scan = line_start
+        self.scan = line_start
+        if self.match is None:
+            self.start = line_start  # with a filter, `start` is the oldest match found
         if line_start <= self.floor:
             self.limited = line_start > 0
             self.done = True
@@ -143,6 +146,8 @@ class BacklogScan:
         starts = self._matching_starts(region)
         if len(starts) < self.need:
             self.need -= len(starts)
+            if starts:
+                self.start = offset + starts[0]
             return
         self.start = offset + starts[-self.need]
         self.done = True
