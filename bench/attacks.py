@@ -83,7 +83,7 @@ def write_files(work: Path, big_bytes: int, nomatch_bytes: int) -> dict[str, Pat
 
 def password_hash(env: dict[str, str]) -> str:
     """Hashed by the code under test, so a changed hash format still matches its server."""
-    code = f"from logtail.auth import hash_password; print(hash_password({PASSWORD!r}))"
+    code = f"from logtail.http.auth import hash_password; print(hash_password({PASSWORD!r}))"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, timeout=60, check=True)
     return out.stdout.strip().splitlines()[-1]

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from logtail import __version__
 from logtail.config import Config, ConfigError, config_for_paths, load_config
-from logtail.secret import SecretError, load_or_create_secret, secret_path
+from logtail.files.secret import SecretError, load_or_create_secret, secret_path
 
 __all__ = ["main"]
 
@@ -98,8 +98,8 @@ def serve(config: Config) -> int:
     from sanic import Sanic
     from sanic.worker.loader import AppLoader
 
-    from logtail.app import create_app
-    from logtail.metrics import SHARED_DIR_ENV
+    from logtail.http.app import create_app
+    from logtail.http.metrics import SHARED_DIR_ENV
 
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -144,7 +144,7 @@ def serve(config: Config) -> int:
 
 
 def hash_password_command() -> int:
-    from logtail.auth import hash_password
+    from logtail.http.auth import hash_password
 
     if sys.stdin.isatty():
         first = getpass.getpass("Password: ")

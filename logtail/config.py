@@ -13,8 +13,6 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from logtail.hosts import host_entry_problem
-
 __all__ = [
     "AuthConfig",
     "Config",
@@ -76,9 +74,9 @@ class ServerConfig:
     keepalive_timeout_s: float = field(default=15.0, metadata=_check(_positive))
     forwarded_header: str = field(default="X-Forwarded-For",
                                   metadata=_check(_forwarded_header))
-    allowed_hosts: tuple[str, ...] = ()  # () = automatic, see logtail.hosts
+    allowed_hosts: tuple[str, ...] = ()  # () = automatic, see logtail.http.hosts
     metrics_allow: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
-    secret_file: str = ""  # the key that signs stream ids; "" = logtail.secret's default
+    secret_file: str = ""  # the key that signs stream ids; "" = logtail.files.secret's default
 
 
 @dataclass(frozen=True)
@@ -212,6 +210,24 @@ def _section(name: str, cls: type, raw: Any) -> Any:
             raise ConfigError(f"{full}: {problem}, got {value!r}")
         values[key] = value
     return cls(**values)
+
+
+HOST_LABEL = r"[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?"
+HOST_NAME_RE = re.compile(rf"\.?{HOST_LABEL}(?:\.{HOST_LABEL})*\.?", re.I)
+
+
+def host_entry_problem(entry: str) -> str | None:
+    """Why `entry` cannot be an `allowed_hosts` entry, or None if it can."""
+    bare = entry[1:-1] if entry.startswith("[") and entry.endswith("]") else entry
+    try:
+        ipaddress.ip_address(bare)
+        return None
+    except ValueError:
+        pass
+    if entry == "*" or HOST_NAME_RE.fullmatch(entry):
+        return None
+    return 'must be a host name (".example.com" for it and its subdomains), ' \
+           'an IP address, or "*", without a port'
 
 
 def _check_proxies(server: ServerConfig) -> None:

@@ -23,8 +23,8 @@ from typing import Any
 
 import httpx
 
-from logtail.app import create_app
 from logtail.config import parse_config
+from logtail.http.app import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
 

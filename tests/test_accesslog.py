@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 from helpers import append, live_server, make_config, sse, wait_for
 
-import logtail.accesslog
-from logtail.accesslog import AccessLog, format_line
+import logtail.http.accesslog
+from logtail.http.accesslog import AccessLog, format_line
 
 COMBINED = re.compile(
     r'^(?P<ip>\S+) - (?P<user>\S+) \[(?P<time>\d{2}/\w{3}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4})\] '
@@ -77,7 +77,7 @@ def test_client_text_cannot_break_a_line_or_its_quotes():
 
 
 def test_a_file_moved_away_by_logrotate_is_reopened(tmp_path, monkeypatch):
-    monkeypatch.setattr(logtail.accesslog, "REOPEN_CHECK_S", 0.0)
+    monkeypatch.setattr(logtail.http.accesslog, "REOPEN_CHECK_S", 0.0)
     path = tmp_path / "access.log"
     out = AccessLog.from_setting(str(path))
     out.write("1.1.1.1", None, "GET", "/one", "HTTP/1.1", 200, 1, None, None, 0.0)

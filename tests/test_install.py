@@ -31,7 +31,7 @@ import pytest
 from helpers import append, child_output, free_port
 
 import logtail
-from logtail.web import WebAssets
+from logtail.http.web import WebAssets
 
 ROOT = Path(__file__).resolve().parent.parent
 # what a checkout holds besides its sources (as in .gitignore): left out of the copy built

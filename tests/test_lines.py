@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from logtail.lines import LineSplitter, cut_line, normalise
+from logtail.files.lines import LineSplitter, cut_line, normalise
 
 
 def reference(data: bytes, limit: int) -> tuple[list[str], bytes]:

@@ -14,10 +14,10 @@ import httpx
 from helpers import append, live_server, make_config, sse, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
-import logtail.watch
-from logtail.metrics import CONTENT_TYPE, Metrics
-from logtail.stream import StreamStats
-from logtail.watch import MAX_FAILURES, DirectoryWatcher
+import logtail.files.watch
+from logtail.files.watch import MAX_FAILURES, DirectoryWatcher
+from logtail.http.metrics import CONTENT_TYPE, Metrics
+from logtail.streaming.stream import StreamStats
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -115,7 +115,7 @@ async def test_healthz_reports_files_and_fails_while_a_watcher_is_dead(tmp_path,
     append(tmp_path / "app.log", "x")
     config = make_config(tmp_path, {"app": "app.log", "later": "later.log"},
                          extra='[watch]\nsafety_s = 0.05\nbackend = "watchfiles"\n')
-    real_awatch = logtail.watch.awatch
+    real_awatch = logtail.files.watch.awatch
 
     def broken_awatch(*args: object, **kwargs: object) -> object:
         raise OSError(24, "Too many open files")
@@ -126,7 +126,7 @@ async def test_healthz_reports_files_and_fails_while_a_watcher_is_dead(tmp_path,
         assert ok.json()["status"] == "ok"
         assert ok.json()["files"] == {"present": 1, "missing": 1}
         assert ok.json()["missing"] == ["later"]
-        monkeypatch.setattr(logtail.watch, "awatch", broken_awatch)
+        monkeypatch.setattr(logtail.files.watch, "awatch", broken_awatch)
         async with sse(base, "/api/files/app/stream?n=0"):  # starts a (broken) watcher
             for _ in range(200):
                 health = await client.get(base + "/healthz")
@@ -139,7 +139,7 @@ async def test_healthz_reports_files_and_fails_while_a_watcher_is_dead(tmp_path,
             got = parse((await client.get(base + "/metrics")).text)
             assert got[f("logtail_watchers_dead")] == 1
             assert got[f("logtail_watcher_restarts_total")] >= MAX_FAILURES
-            monkeypatch.setattr(logtail.watch, "awatch", real_awatch)  # inotify is back
+            monkeypatch.setattr(logtail.files.watch, "awatch", real_awatch)  # inotify is back
             for _ in range(200):
                 health = await client.get(base + "/healthz")
                 if health.status_code == 200:

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from helpers import append, free_port, live_server, make_config, sse
 
-from logtail.auth import hash_password
+from logtail.http.auth import hash_password
 
 
 def client(ip: str = "127.0.0.1", **kw) -> httpx.AsyncClient:

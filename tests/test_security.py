@@ -31,10 +31,10 @@ from helpers import (
 )
 from nginx_helpers import SHIPPED, running_nginx
 
-from logtail.auth import hash_password
 from logtail.config import ConfigError, load_config
-from logtail.hosts import HostCheck
-from logtail.sanic_compat import missing_internals
+from logtail.http.auth import hash_password
+from logtail.http.hosts import HostCheck
+from logtail.http.sanic_compat import missing_internals
 
 RELAXED_RATE = 'requests_per_ip = "100000/minute"\nstreams_per_ip = 1000\n'
 
@@ -409,7 +409,7 @@ async def test_probes_are_never_rate_limited(tmp_path, log):
 # -- 10. password guessing ---------------------------------------------------------------------
 
 def scrypt_seconds(alice_hash: str) -> float:
-    from logtail.auth import verify_password
+    from logtail.http.auth import verify_password
 
     started = time.perf_counter()
     verify_password("x", alice_hash)
@@ -475,7 +475,7 @@ async def test_password_checks_are_bounded_and_keep_off_the_shared_pool(tmp_path
 
 
 def test_cached_logins_are_keyed_by_a_digest_never_the_password(alice_hash):
-    from logtail.auth import Authenticator
+    from logtail.http.auth import Authenticator
 
     auth = Authenticator((("alice", alice_hash),), (), "logtail")
     assert asyncio.run(auth.check(BASIC_OK)) == "alice"

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from helpers import append, live_server, make_config, sse
 
-from logtail.secret import default_secret_path
+from logtail.files.secret import default_secret_path
 
 
 async def _id_after(base: str, n: int = 1) -> str:

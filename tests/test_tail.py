@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from logtail.lines import LineSplitter, normalise
-from logtail.tail import BLOCK, find_start, line_end
+from logtail.files.lines import LineSplitter, normalise
+from logtail.files.tail import BLOCK, find_start, line_end
 
 
 def last_lines(path, n, limit=1000, match=None):
@@ -80,7 +80,7 @@ def test_backlog_cost_does_not_depend_on_file_size(tmp_path):
 
 
 def _scan(path, n, max_bytes, line_filter=None, limit=1000):
-    from logtail.tail import BacklogScan
+    from logtail.files.tail import BacklogScan
 
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -107,7 +107,7 @@ def test_bounded_scan_finds_the_last_matching_lines_within_its_window(
     """Block search (RE2 over whole blocks) and per-line matching agree with a reference:
     the backlog starts at a line start inside the window, holds the last `n` matching
     lines of the window, and `limited` says when the window ran out first."""
-    from logtail.filters import LineFilter
+    from logtail.streaming.filters import LineFilter
 
     path = tmp_path_factory.mktemp("s") / "f.log"
     text = "".join(ln + "\n" for ln in lines)

@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from logtail.config import StreamConfig
-from logtail.params import ParamError, parse_stream_params
-from logtail.sse import text_lines
-from logtail.terminal import _rewrite, terminal_bytes, terminal_safe
+from logtail.streaming.params import ParamError, parse_stream_params
+from logtail.streaming.sse import text_lines
+from logtail.streaming.terminal import _rewrite, terminal_bytes, terminal_safe
 
 ESC = "\x1b"
 SGR = re.compile(r"\x1b\[[0-9;:]*m")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from logtail.lines import normalise
+from logtail.files.lines import normalise
 
 __all__ = ["BLOCK", "BacklogScan", "BlockSearch", "find_start", "line_end"]
 

@@ -14,16 +14,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from logtail.lines import Lines
-from logtail.position import IdCodec, Identity, check_at
+from logtail.files.lines import Lines
+from logtail.files.position import IdCodec, Identity, check_at
 
 __all__ = ["Batch", "Generation", "file_status", "open_generation", "placeholder",
            "unreadable_reason"]
 
 
 class Generation:
-    __slots__ = ("closed", "codec", "fd", "final", "identity", "lines", "next", "on_close",
-                 "path", "published", "reason", "successor", "transient")
+    __slots__ = ("_final", "_next", "_reason", "_successor", "closed", "codec", "fd",
+                 "identity", "lines", "on_close", "path", "published", "transient")
 
     def __init__(self, fd: int, identity: Identity, path: Path, codec: IdCodec,
                  published: int = 0) -> None:
@@ -33,16 +33,45 @@ class Generation:
         self.codec = codec
         self.published = published  # offset up to which lines were published
         self.lines = 0  # lines published by this process (exact counts for `dropped`)
-        self.final = False
-        self.next: Generation | None = None
-        self.reason = ""
+        self._final = False
+        self._next: Generation | None = None
+        self._reason = ""
         self.closed = False
         # a rotated file opened for one stream alone (resume): closed as the stream leaves it
         self.transient = False
         # opens the generation after this one when a stream gets there (a resume through
         # rotated siblings holds one open at a time, not the whole chain)
-        self.successor: Callable[[], Generation] | None = None
+        self._successor: Callable[[], Generation] | None = None
         self.on_close: Callable[[], None] | None = None
+
+    # -- the chain: only the file layer retires and links generations ------------------------
+
+    @property
+    def final(self) -> bool:
+        """No more bytes will be published here: the file was rotated, deleted or truncated."""
+        return self._final
+
+    @property
+    def reason(self) -> str:
+        """Why it ended: `replaced`, `deleted`, `truncated` or `missing`."""
+        return self._reason
+
+    @property
+    def next(self) -> Generation | None:
+        """The generation that came after this final one, once known."""
+        return self._next
+
+    def retire(self, reason: str) -> None:
+        self._final, self._reason = True, reason
+
+    def link(self, nxt: Generation) -> None:
+        """`nxt` came after this one (kept if a successor is already known)."""
+        if self._next is None:
+            self._next = nxt
+
+    def link_lazily(self, make: Callable[[], Generation]) -> None:
+        """The next generation is opened by `make` when a stream first needs it."""
+        self._successor = make
 
     def read(self, offset: int, size: int) -> bytes:
         """Bytes at `offset`; b"" once the generation is closed or the data is gone."""
@@ -59,10 +88,10 @@ class Generation:
 
     def following(self) -> Generation | None:
         """The generation after this final one, opened now if it is opened lazily."""
-        if self.next is None and self.successor is not None:
-            make, self.successor = self.successor, None
-            self.next = make()
-        return self.next
+        if self._next is None and self._successor is not None:
+            make, self._successor = self._successor, None
+            self._next = make()
+        return self._next
 
     def close(self) -> None:
         if not self.closed:
@@ -76,11 +105,13 @@ class Generation:
         return f"<Generation {self.path.name} ino={self.identity.ino} at {self.published}>"
 
 
-def placeholder(path: Path, codec: IdCodec) -> Generation:
+def placeholder(path: Path, codec: IdCodec, final: bool = True) -> Generation:
     """Stands for a file that does not exist yet: empty, final, and linked to the file
-    once it appears, so streams cross into it like into any rotated file."""
+    once it appears, so streams cross into it like into any rotated file (or, not final,
+    an empty file that stays so: a snapshot of a missing file)."""
     gen = Generation(-1, Identity(-1, -1), path, codec)
-    gen.final, gen.reason = True, "missing"
+    if final:
+        gen.retire("missing")
     return gen
 
 
@@ -159,3 +190,13 @@ class Batch:
     @property
     def size(self) -> int:
         return len(self.lines.text) + 64
+
+    def encoded(self, key: str, make: Callable[[], bytes]) -> bytes:
+        """The batch in one encoding, made once and shared by every stream that asks."""
+        out = self._cache.get(key)
+        if out is None:
+            out = self._cache[key] = make()
+        return out
+
+    def is_encoded(self, key: str) -> bool:
+        return key in self._cache

@@ -3,7 +3,7 @@
 An id names a file identity (device + inode), a byte offset in it, and a checksum of the
 bytes just before that offset, then a MAC of all that under the server's secret key. It
 depends on nothing in memory, so a client can resume after a server restart (the key is
-kept on disk, see `logtail.secret`); the checksum tells a file that was truncated and
+kept on disk, see `logtail.files.secret`); the checksum tells a file that was truncated and
 rewritten (or an inode number that was reused) from the one the client was reading; the
 MAC means a client can only come back to positions this server handed out, never guess
 its way to another inode.

@@ -31,7 +31,7 @@ from logtail.config import LimitsConfig
 
 __all__ = ["Guard", "Refusal"]
 
-log = logging.getLogger("logtail.guard")
+log = logging.getLogger("logtail.http.guard")
 SLOT_TTL_S = 60.0
 SLOT_REFRESH_S = 20.0
 

@@ -20,32 +20,35 @@ from sanic.response import json as json_response
 from sanic.response import raw
 
 from logtail import __version__
-from logtail.accesslog import AccessLog
-from logtail.auth import AuthBusy, Authenticator
-from logtail.clientip import AddressSet, ClientIP
 from logtail.config import Config
-from logtail.follow import Follower
-from logtail.generation import file_status
-from logtail.guard import Guard, Refusal
-from logtail.hosts import HostCheck
-from logtail.metrics import CONTENT_TYPE, Metrics
-from logtail.params import ParamError, StreamParams, parse_stream_params
-from logtail.position import IdCodec
-from logtail.ratelog import RateLimitedLog, escape
-from logtail.resume import FdBudget
-from logtail.sanic_compat import (
+from logtail.files.follow import Follower
+from logtail.files.generation import file_status
+from logtail.files.position import IdCodec
+from logtail.files.resume import FdBudget
+from logtail.files.secret import load_or_create_secret, secret_path
+from logtail.files.watch import WatchRegistry
+from logtail.http.accesslog import AccessLog
+from logtail.http.auth import AuthBusy, Authenticator
+from logtail.http.clientip import AddressSet, ClientIP
+from logtail.http.guard import Guard, Refusal
+from logtail.http.hosts import HostCheck
+from logtail.http.metrics import CONTENT_TYPE, Metrics
+from logtail.http.ratelog import RateLimitedLog, escape
+from logtail.http.sanic_compat import (
     HEAD_COMPLETE,
+    ChunkedSocket,
     LenientRequest,
     LogtailSanic,
     head_complete,
     is_error_placeholder,
     malformed_target,
+    set_response_timeout,
 )
-from logtail.scans import ScanGate
-from logtail.secret import load_or_create_secret, secret_path
-from logtail.stream import StreamEnv, StreamStats, heartbeat_ticker, run_stream
-from logtail.watch import WatchRegistry
-from logtail.web import WebAssets
+from logtail.http.web import WebAssets
+from logtail.streaming.params import ParamError, StreamParams, parse_stream_params
+from logtail.streaming.scans import ScanGate
+from logtail.streaming.stats import StreamStats
+from logtail.streaming.stream import StreamEnv, heartbeat_ticker, run_stream
 
 __all__ = ["create_app"]
 
@@ -222,6 +225,7 @@ async def _credentials(request: Request) -> str | HTTPResponse | None:
         ok = user is not None
         return user
     except AuthBusy:
+        ok = False  # counts toward failed_auth_per_ip: a flood meets its limit, not a queue
         app.ctx.metrics.reject("auth_busy")
         return error(503, "too many logins being checked", headers={"retry-after": "1"},
                      reason="auth_busy", retry_after=1)
@@ -369,24 +373,22 @@ async def _serve_stream(app: Sanic, request: Request, name: str, follower: Follo
              else "text/plain; charset=utf-8")
     request.ctx.stream = True
     response = await request.respond(content_type=ctype, headers=STREAM_HEADERS)
-    protocol = request.transport.get_protocol()
     send = response.send
     stall_s = config.stream.stall_timeout_s
     if params.format == "sse":
         # Sanic's response timeout counts from the last write that got into the socket's
         # buffer; heartbeats keep a quiet stream writing, so only a stalled client hits it
-        protocol.response_timeout = max(stall_s, config.stream.heartbeat_s * 2 + 1)
+        set_response_timeout(request, max(stall_s, config.stream.heartbeat_s * 2 + 1))
     else:
-        protocol.response_timeout = math.inf  # no heartbeat possible: stalls guarded here
+        set_response_timeout(request, math.inf)  # no heartbeat possible: guarded here
         send = _stall_guarded(response.send, stall_s, request.transport)
     stats = StreamStats(resumed=params.last_id is not None)
     task = asyncio.current_task()
     app.ctx.streams.add(task)
     app.ctx.metrics.stream_started(name, stats)
     try:
-        chunked = request.transport if request.method == "GET" else None
         await run_stream(name, follower, params, app.ctx.env, send, stats,
-                         request.ctx.client_ip, chunked)
+                         request.ctx.client_ip, ChunkedSocket.of(request))
         await response.eof()
     finally:
         app.ctx.streams.discard(task)

@@ -3,7 +3,7 @@
 The id names an inode, an offset and a checksum of the bytes before it, signed by the
 server, so resuming needs nothing from memory: the file it names is found among the
 follower's open generations, or on disk beside the current file under a name logrotate
-gives (`app.log.1`, `app.log-20250101`; see `logtail.rotated`), and read on from the
+gives (`app.log.1`, `app.log-20250101`; see `logtail.files.rotated`), and read on from the
 offset. A resume through several rotated files opens them one at a time, as the stream
 reaches each, from a budget of descriptors shared by all streams. Anything that cannot
 be honoured becomes a `reset` with the reason.
@@ -17,10 +17,10 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from logtail.follow import Follower
-from logtail.generation import Generation, open_generation
-from logtail.position import IdCodec, Identity, Position, check_at
-from logtail.rotated import rotated_name
+from logtail.files.follow import Follower
+from logtail.files.generation import Generation, open_generation
+from logtail.files.position import IdCodec, Identity, Position, check_at
+from logtail.files.rotated import rotated_name
 
 __all__ = ["FdBudget", "Resumed", "matches", "resolve"]
 
@@ -98,7 +98,7 @@ def matches(fd: int, pos: Position) -> bool:
 def _link(gen: Generation, newer: list[_Sibling], tail: Generation, follower: Follower,
           budget: FdBudget) -> None:
     """`gen` ends where it is; the next rotated file is opened once a stream gets there."""
-    gen.final, gen.reason = True, "replaced"
+    gen.retire("replaced")
 
     def successor() -> Generation:
         for i, sib in enumerate(newer):
@@ -110,7 +110,7 @@ def _link(gen: Generation, newer: list[_Sibling], tail: Generation, follower: Fo
             budget.give()
         return tail
 
-    gen.successor = successor
+    gen.link_lazily(successor)
 
 
 def _open(sib: _Sibling, log: Path, codec: IdCodec, budget: FdBudget) -> Generation | None:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import re2
 
-from logtail.lines import Lines
+from logtail.files.lines import Lines
 
 __all__ = ["MAX_PATTERN", "FilterError", "LineFilter"]
 

@@ -10,16 +10,13 @@ refused. The allowed set is worked out once per app, not per request.
 from __future__ import annotations
 
 import ipaddress
-import re
 import socket
 from collections.abc import Iterable
 
-__all__ = ["HostCheck", "host_entry_problem"]
+__all__ = ["HostCheck"]
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-LABEL = r"[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?"
-NAME_RE = re.compile(rf"\.?{LABEL}(?:\.{LABEL})*\.?", re.I)
 LOOPBACK_NETS = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 
 
@@ -31,14 +28,6 @@ def _address(text: str) -> IPAddress | None:
         return ipaddress.ip_address(text)
     except ValueError:
         return None
-
-
-def host_entry_problem(entry: str) -> str | None:
-    """Why `entry` cannot be an `allowed_hosts` entry, or None if it can."""
-    if entry == "*" or _address(entry) is not None or NAME_RE.fullmatch(entry):
-        return None
-    return 'must be a host name (".example.com" for it and its subdomains), ' \
-           'an IP address, or "*", without a port'
 
 
 def _host_of(header: str) -> str:

@@ -15,18 +15,18 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Protocol
 
-from logtail.generation import Batch, Generation, open_generation, placeholder
-from logtail.lines import Lines, LineSplitter
-from logtail.position import IdCodec, Identity, check_at
-from logtail.tail import line_end
+from logtail.files.generation import Batch, Generation, open_generation, placeholder
+from logtail.files.lines import Lines, LineSplitter
+from logtail.files.position import IdCodec, Identity, check_at
+from logtail.files.tail import line_end
 
 __all__ = ["Follower", "Subscriber"]
 
-log = logging.getLogger("logtail.follow")
+log = logging.getLogger("logtail.files.follow")
 
 CHUNK = 1024 * 1024  # one read
 BUDGET = 4 * 1024 * 1024  # read at most this much before letting other tasks run
@@ -39,6 +39,16 @@ FANOUT_MAX_WAIT = 0.05
 class Subscriber(Protocol):
     def offer(self, batch: Batch) -> None: ...
     def notify(self) -> None: ...
+
+
+class _Held:
+    """Stands for a stream that is still working out where it starts."""
+
+    def offer(self, batch: Batch) -> None:
+        pass
+
+    def notify(self) -> None:
+        pass
 
 
 class Follower:
@@ -84,6 +94,22 @@ class Follower:
         if self._task is None:
             self._start()
         await self._ready.wait()
+
+    def attach(self, sub: Subscriber) -> None:
+        """Add a stream to a follower that runs (inside `hold()`)."""
+        assert self._task is not None, "attach() belongs inside hold()"
+        self.subs.add(sub)
+
+    @contextlib.asynccontextmanager
+    async def hold(self) -> AsyncIterator[None]:
+        """Keep following while a new stream works out where it starts; leaving, even by
+        cancellation, lets the idle timer stop the follower if no stream was attached."""
+        placeholder = _Held()
+        await self.subscribe(placeholder)
+        try:
+            yield
+        finally:
+            self.unsubscribe(placeholder)
 
     def unsubscribe(self, sub: Subscriber) -> None:
         self.subs.discard(sub)
@@ -242,7 +268,7 @@ class Follower:
         lines = self.splitter.flush()
         if lines is not None:
             self._publish(gen, lines, self.scan)
-        gen.final, gen.reason = True, reason
+        gen.retire(reason)
         self.retired.append(gen)
         while len(self.retired) > MAX_RETIRED:
             self.retired.popleft().close()
@@ -254,12 +280,12 @@ class Follower:
     def _truncate(self, gen: Generation) -> None:
         """copytruncate: same inode, new content from offset 0."""
         self.splitter = LineSplitter(self.max_line_bytes)
-        gen.final, gen.reason = True, "truncated"
+        gen.retire("truncated")
         nxt = Generation(os.dup(gen.fd), gen.identity, gen.path, self.codec)
         self.retired.append(gen)
         while len(self.retired) > MAX_RETIRED:
             self.retired.popleft().close()
-        gen.next = nxt
+        gen.link(nxt)
         self.gen, self.scan, self.check = nxt, 0, (0, 0)
         self.rotations += 1
         log.info("%s: truncated (%s)", self.name, self.path)
@@ -275,8 +301,8 @@ class Follower:
         self.missing = False
         self.splitter = LineSplitter(self.max_line_bytes)
         self.scan, self.check = 0, (0, 0)
-        if self.retired and self.retired[-1].next is None:
-            self.retired[-1].next = nxt
+        if self.retired:
+            self.retired[-1].link(nxt)
         self.gen = nxt
         self._update_dirs()
         self._notify_all()

@@ -16,11 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from logtail.generation import Batch, Generation
-from logtail.lines import Lines, LineSplitter
+from logtail.files.generation import Batch, Generation
+from logtail.files.lines import Lines, LineSplitter
 
 if TYPE_CHECKING:
-    from logtail.follow import Follower
+    from logtail.files.follow import Follower
 
 __all__ = ["END", "Cursor", "Notice"]
 

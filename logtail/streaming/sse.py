@@ -11,7 +11,7 @@ import json
 from collections.abc import Sequence
 
 from logtail import __version__
-from logtail.terminal import terminal_bytes
+from logtail.streaming.terminal import terminal_bytes
 
 __all__ = ["comment", "data_event", "id_only", "notice", "opening", "text_lines"]
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from logtail.config import StreamConfig
-from logtail.filters import FilterError, LineFilter
+from logtail.streaming.filters import FilterError, LineFilter
 
 __all__ = ["KNOWN", "ParamError", "StreamParams", "parse_stream_params"]
 

@@ -21,7 +21,7 @@ from inotify_simple import INotify, flags, parse_events
 
 __all__ = ["InotifyHub"]
 
-log = logging.getLogger("logtail.inotify")
+log = logging.getLogger("logtail.files.inotify")
 
 MASK = (flags.MODIFY | flags.CREATE | flags.DELETE | flags.MOVED_FROM | flags.MOVED_TO
         | flags.CLOSE_WRITE | flags.ATTRIB | flags.DELETE_SELF | flags.MOVE_SELF

@@ -22,13 +22,13 @@ from sanic.signals import Event
 
 __all__ = [
     "HEAD_COMPLETE",
+    "ChunkedSocket",
     "HeadTimeoutProtocol",
     "LenientRequest",
     "LogtailSanic",
     "head_complete",
     "is_error_placeholder",
     "malformed_target",
-    "mark_written",
     "missing_internals",
     "set_response_timeout",
 ]
@@ -156,10 +156,34 @@ def set_response_timeout(request: Request, seconds: float) -> None:
     request.transport.get_protocol().response_timeout = seconds
 
 
-def mark_written(request: Request) -> None:
-    """Tell Sanic's timeout clock that the response is progressing (for writes made on the
-    transport directly). Internal: `HttpProtocol._time`, on `time.monotonic`'s clock."""
-    request.transport.get_protocol()._time = time.monotonic()
+class ChunkedSocket:
+    """A stream's connection, for writes that skip `response.send` (see
+    `logtail.streaming.stream.RawSocket`): the bytes of one HTTP/1.1 chunk written on the
+    transport, and Sanic's timeout clock told of it. Internals: the response is sent with
+    chunked transfer encoding (no content length, HTTP/1.1), and `HttpProtocol._time`."""
+
+    __slots__ = ("_protocol", "_transport")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._protocol = transport.get_protocol()
+
+    @classmethod
+    def of(cls, request: Request) -> ChunkedSocket | None:
+        """For a GET streamed over HTTP/1.1 (chunked), else None: use `send`."""
+        if request.method != "GET" or request.version != "1.1":
+            return None
+        return cls(request.transport)
+
+    def ready(self) -> bool:
+        return not self._transport.is_closing() and not self._transport.get_write_buffer_size()
+
+    def frame(self, payload: bytes) -> bytes:
+        return b"%x\r\n%b\r\n" % (len(payload), payload)
+
+    def write(self, framed: bytes) -> None:
+        self._transport.write(framed)
+        self._protocol._time = time.monotonic()  # the clock Sanic's timeouts use
 
 
 def missing_internals() -> list[str]:
@@ -168,7 +192,7 @@ def missing_internals() -> list[str]:
     if not isinstance(STATUS_CODES, dict):
         missing.append("sanic.helpers.STATUS_CODES")
     for name in ("data_received", "connection_lost", "http", "transport", "app",
-                 "response_timeout", "_time"):
+                 "response_timeout", "_time"):  # class attributes, set in __init__ too
         if not hasattr(HttpProtocol, name):
             missing.append(f"HttpProtocol.{name}")
     for stage in ("IDLE", "REQUEST"):

@@ -19,11 +19,11 @@ from pathlib import Path
 from watchfiles import awatch
 
 from logtail.config import WatchConfig
-from logtail.follow import Follower
+from logtail.files.follow import Follower
 
 __all__ = ["DirectoryWatcher", "WatchRegistry"]
 
-log = logging.getLogger("logtail.watch")
+log = logging.getLogger("logtail.files.watch")
 MAX_FAILURES = 3  # failed starts in a row before a watcher counts as dead (healthz fails)
 
 
@@ -166,7 +166,7 @@ class WatchRegistry:
         """inotify on the event loop where it works; watchfiles otherwise, or when asked."""
         if self.cfg.backend != "watchfiles" and self._hub is None and self._inotify_ok:
             try:
-                from logtail.inotify import InotifyHub
+                from logtail.files.inotify import InotifyHub
 
                 self._hub = InotifyHub()
             except (ImportError, OSError) as e:
@@ -175,7 +175,7 @@ class WatchRegistry:
                 log.info("inotify unavailable (%s): using watchfiles", e)
                 self._inotify_ok = False
         if self._hub is not None:
-            from logtail.inotify import InotifyDirectoryWatcher
+            from logtail.files.inotify import InotifyDirectoryWatcher
 
             return InotifyDirectoryWatcher(directory, self.cfg.safety_s, self._hub)  # type: ignore[return-value]
         return DirectoryWatcher(directory, self.cfg)

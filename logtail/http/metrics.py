@@ -27,11 +27,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from logtail.stream import StreamStats
+from logtail.streaming.stats import StreamStats
 
 __all__ = ["CONTENT_TYPE", "SHARED_DIR_ENV", "Metrics"]
 
-log = logging.getLogger("logtail.metrics")
+log = logging.getLogger("logtail.http.metrics")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 SHARED_DIR_ENV = "LOGTAIL_SHARED_DIR"

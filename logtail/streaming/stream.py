@@ -10,20 +10,22 @@ import asyncio
 import os
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Protocol
 
 from logtail.config import StreamConfig
-from logtail.cursor import END, Cursor, Notice
-from logtail.follow import Follower
-from logtail.generation import Batch, Generation, open_generation, placeholder
-from logtail.params import StreamParams
-from logtail.position import IdCodec
-from logtail.resume import FdBudget, matches, resolve
-from logtail.scans import ScanGate
-from logtail.sse import comment, data_event, id_only, notice, opening, text_lines
-from logtail.tail import BacklogScan, line_end
+from logtail.files.follow import Follower
+from logtail.files.generation import Batch, Generation, open_generation, placeholder
+from logtail.files.position import IdCodec
+from logtail.files.resume import FdBudget, matches, resolve
+from logtail.files.tail import BacklogScan, line_end
+from logtail.streaming.cursor import END, Cursor, Notice
+from logtail.streaming.params import StreamParams
+from logtail.streaming.scans import ScanGate
+from logtail.streaming.sse import comment, data_event, id_only, notice, opening, text_lines
+from logtail.streaming.stats import StreamStats
 
-__all__ = ["StreamEnv", "StreamStats", "heartbeat_ticker", "run_stream"]
+__all__ = ["RawSocket", "StreamEnv", "heartbeat_ticker", "run_stream"]
 
 COALESCE_BYTES = 256 * 1024
 COUNT_MAX_BYTES = 16 * 1024 * 1024  # a skipped gap larger than this is not counted in lines
@@ -42,17 +44,21 @@ class StreamEnv:
     scans: ScanGate
 
 
-@dataclass(slots=True, eq=False)
-class StreamStats:
-    """What one stream did, for metrics and logs."""
+class RawSocket(Protocol):
+    """The connection under a stream, for writes that skip the response's own `send`: the
+    server layer provides it, since it knows the framing and its own timeout clock."""
 
-    lines: int = 0
-    bytes: int = 0
-    batches: int = 0
-    heartbeats: int = 0
-    dropped: int = 0
-    resumed: bool = False
-    notices: dict[str, int] = field(default_factory=dict)
+    def ready(self) -> bool:
+        """Open, with nothing buffered: the client keeps up."""
+        ...
+
+    def frame(self, payload: bytes) -> bytes:
+        """`payload` as it goes on the wire (an HTTP/1.1 chunk)."""
+        ...
+
+    def write(self, framed: bytes) -> None:
+        """Write it, and tell the server the response made progress."""
+        ...
 
 
 class Framer:
@@ -67,11 +73,8 @@ class Framer:
     def batch(self, b: Batch, stats: StreamStats) -> bytes:
         if self.filter is None:
             key = "sse" if self.sse else "raw" if self.raw else "text"
-            payload = b._cache.get(key)
-            if payload is None:
-                payload = (data_event(b.id, b.lines.text) if self.sse
-                           else text_lines(b.lines.text, self.raw))
-                b._cache[key] = payload
+            payload = b.encoded(key, lambda: data_event(b.id, b.lines.text) if self.sse
+                                else text_lines(b.lines.text, self.raw))
             stats.lines += b.lines.count
             return payload
         lines = self.filter.apply(b.lines)
@@ -82,19 +85,17 @@ class Framer:
         stats.lines += len(lines)
         return data_event(b.id, lines) if self.sse else text_lines(lines, self.raw)
 
-    def chunk(self, b: Batch, stats: StreamStats) -> bytes:
-        """The batch as one HTTP/1.1 chunk, built once per batch for all unfiltered streams."""
+    def chunk(self, b: Batch, stats: StreamStats, frame: Callable[[bytes], bytes]) -> bytes:
+        """The batch framed for the socket, built once per batch for all unfiltered streams."""
         if self.filter is None:
             key = "sse-chunk" if self.sse else "raw-chunk" if self.raw else "text-chunk"
-            framed = b._cache.get(key)
-            if framed is None:
-                payload = self.batch(b, stats)
-                framed = b._cache[key] = b"%x\r\n%b\r\n" % (len(payload), payload)
-            else:
+            if b.is_encoded(key):
                 stats.lines += b.lines.count
-            return framed
+                return b.encoded(key, bytes)
+            payload = self.batch(b, stats)
+            return b.encoded(key, lambda: frame(payload))
         payload = self.batch(b, stats)
-        return b"%x\r\n%b\r\n" % (len(payload), payload) if payload else b""
+        return frame(payload) if payload else b""
 
     def notice(self, n: Notice) -> bytes:
         if not self.sse:
@@ -113,7 +114,7 @@ class Framer:
 async def _backlog_start(gen: Generation, end: int, params: StreamParams, env: StreamEnv,
                          ip: str) -> tuple[int, bool]:
     """Where the backlog starts, and whether `max_backlog_bytes` cut it short. The scan
-    runs in the scan pool, in turns with other clients' scans (see `logtail.scans`)."""
+    runs in the scan pool, in turns with other clients' scans (see `logtail.streaming.scans`)."""
     if params.n <= 0 or end <= 0 or gen.fd < 0:
         return end, False
     fd = os.dup(gen.fd)  # the generation may be closed while a thread reads
@@ -215,27 +216,23 @@ async def _snapshot_cursor(name: str, follower: Follower, params: StreamParams,
 
 
 def _empty(follower: Follower) -> Generation:
-    gen = placeholder(follower.path, follower.codec)
-    gen.final = False
-    return gen
+    return placeholder(follower.path, follower.codec, final=False)
 
 
 async def run_stream(name: str, follower: Follower, params: StreamParams, env: StreamEnv,
                      send: Send, stats: StreamStats, ip: str,
-                     transport: asyncio.Transport | None = None) -> None:
+                     sock: RawSocket | None = None) -> None:
     """Send one stream until the client leaves, `follow=0` ends, or the server stops.
 
     `ip` is the client's address: its backlog scans take turns with its other scans."""
     cfg, stopping, live = env.cfg, env.stopping, env.live
     framer = Framer(params)
     cursor: Cursor | None = None
-    hold = _Hold()
     try:
         if params.follow:
-            await follower.subscribe(hold)
-            cursor = await _start_cursor(name, follower, params, env, ip)
-            follower.subs.add(cursor)
-            follower.unsubscribe(hold)
+            async with follower.hold():  # following, while the start is worked out
+                cursor = await _start_cursor(name, follower, params, env, ip)
+                follower.attach(cursor)
             if follower.missing and cursor.gen.final and cursor.gen.next is None:
                 cursor.told_missing = True
                 cursor.push(Notice("missing", {"file": name}))
@@ -253,15 +250,13 @@ async def run_stream(name: str, follower: Follower, params: StreamParams, env: S
         else:
             await send(b"")
         live.add(cursor)
-        if transport is not None and params.follow:
-            cursor.direct = _direct_writer(framer, stats, transport)
-            cursor.direct_beat = _direct_heartbeat(framer, stats, transport)
+        if sock is not None and params.follow:
+            cursor.direct = _direct_writer(framer, stats, sock)
+            cursor.direct_beat = _direct_heartbeat(framer, stats, sock)
         await _pump(cursor, framer, cfg, send, stopping, stats)
         if stopping.is_set() and params.format == "sse":
             await send(notice("bye", {"file": name, "reason": "server shutting down"}))
     finally:
-        if hold in follower.subs:
-            follower.unsubscribe(hold)  # left while starting: the idle timer still runs
         if cursor is not None:
             live.discard(cursor)
             cursor.close()
@@ -302,18 +297,17 @@ async def _pump(cursor: Cursor, framer: Framer, cfg: StreamConfig, send: Send,
 
 
 def _direct_writer(framer: Framer, stats: StreamStats,
-                   transport: asyncio.Transport) -> Callable[[Batch], bool]:
+                   sock: RawSocket) -> Callable[[Batch], bool]:
     """Write a live batch straight to a client that keeps up (nothing buffered for it).
     Anything else (backpressure, notices, catch-up reads) goes the normal way, by `send`.
-    `last_sent` is left alone on purpose: a heartbeat still goes out every `heartbeat_s`,
-    and it tells Sanic's response timeout that the stream is alive."""
+    `last_sent` is left alone on purpose: a heartbeat still goes out every `heartbeat_s`."""
 
     def write(b: Batch) -> bool:
-        if transport.is_closing() or transport.get_write_buffer_size():
+        if not sock.ready():
             return False
-        framed = framer.chunk(b, stats)
+        framed = framer.chunk(b, stats, sock.frame)
         if framed:
-            transport.write(framed)
+            sock.write(framed)
             stats.bytes += len(framed)
         stats.batches += 1
         return True
@@ -322,20 +316,16 @@ def _direct_writer(framer: Framer, stats: StreamStats,
 
 
 def _direct_heartbeat(framer: Framer, stats: StreamStats,
-                      transport: asyncio.Transport) -> Callable[[], bool] | None:
-    """Write a heartbeat straight to a client that keeps up, and tell Sanic's protocol it
-    was written (its response timeout counts from the last write it knows of). None when
-    the protocol does not keep that time: heartbeats then go through `send`."""
-    protocol = transport.get_protocol()
-    if not framer.sse or not isinstance(getattr(protocol, "_time", None), float):
+                      sock: RawSocket) -> Callable[[], bool] | None:
+    """Write a heartbeat straight to a client that keeps up (text streams have none)."""
+    if not framer.sse:
         return None
 
     def write() -> bool:
-        if transport.is_closing() or transport.get_write_buffer_size():
+        if not sock.ready():
             return False
         payload = framer.heartbeat()
-        transport.write(b"%x\r\n%b\r\n" % (len(payload), payload))
-        protocol._time = time.monotonic()  # the clock Sanic's timeouts use
+        sock.write(sock.frame(payload))
         stats.heartbeats += 1
         stats.bytes += len(payload)
         return True
@@ -354,12 +344,3 @@ async def heartbeat_ticker(live: set[Cursor], heartbeat_s: float) -> None:
             if cursor.heartbeats and cursor.last_sent <= due and not cursor.beat_due:
                 cursor.beat(now)
 
-
-class _Hold:
-    """Keeps a follower running while a new stream works out where it starts."""
-
-    def offer(self, batch: Batch) -> None:
-        pass
-
-    def notify(self) -> None:
-        pass
