@@ -22,12 +22,16 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from limits import parse
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 
 from logtail.config import LimitsConfig
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 __all__ = ["Guard", "Refusal"]
 
@@ -57,7 +61,7 @@ class Guard:
             else None
         self.local: Counter[str] = Counter()
         self.total = 0
-        self._redis = None
+        self._redis: Redis | None = None
         self._slots: dict[str, str] = {}  # member -> ip (Redis mode)
         self._refresher: asyncio.Task[None] | None = None
 
@@ -118,10 +122,11 @@ class Guard:
 
     # -- Redis: sorted sets of stream members scored by expiry ------------------------------
 
-    async def _client(self):  # type: ignore[no-untyped-def]
+    async def _client(self) -> Redis:
         if self._redis is None:
             import redis.asyncio as aioredis
 
+            assert self.redis_url is not None
             self._redis = aioredis.from_url(self.redis_url)
             self._refresher = asyncio.get_running_loop().create_task(self._refresh())
         return self._redis
@@ -154,7 +159,7 @@ class Guard:
             await self._drop(self._redis, ip, member)
 
     @staticmethod
-    async def _drop(r, ip: str, member: str) -> None:  # type: ignore[no-untyped-def]
+    async def _drop(r: Redis, ip: str, member: str) -> None:
         async with r.pipeline(transaction=True) as p:
             p.zrem(f"logtail:streams:{ip}", member)
             p.zrem("logtail:streams", member)

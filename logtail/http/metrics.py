@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from logtail.files.follow import Follower
 from logtail.streaming.stats import StreamStats
 
 __all__ = ["CONTENT_TYPE", "SHARED_DIR_ENV", "Metrics"]
@@ -55,7 +56,7 @@ Snapshot = dict[str, Any]
 class Metrics:
     """Counters a worker keeps; `followers` and `watchers` are read at scrape time."""
 
-    followers: dict = field(default_factory=dict)
+    followers: dict[str, Follower] = field(default_factory=dict)
     watchers: object = None
     live: dict[str, set[StreamStats]] = field(default_factory=dict)
     finished: dict[str, StreamStats] = field(default_factory=dict)
