@@ -1,0 +1,164 @@
+"""A log's history: the file and its rotated siblings, newest first, and reading them.
+
+The history of `app.log` is `app.log` itself, then the names logrotate gives it in the same
+directory (`logtail.files.rotated`): nothing outside that directory, nothing else that
+merely starts with the name, no symlink, only regular files. Compressed siblings (`.gz`)
+are read as a stream, never decompressed whole into memory or onto disk.
+
+A generation is known by its content, not only its inode: renamed, then compressed by
+`delaycompress`, it is still the same generation. Its key is a hash of its first `k`
+decompressed bytes, with `k` part of the key, so a key taken while the file was small
+still names it once it has grown.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from logtail.files.rotated import rotated_name
+
+__all__ = ["KEY_BYTES", "Source", "content_key", "history", "read_chunks"]
+
+KEY_BYTES = 4096  # at most this much of a generation's start names it
+CHUNK = 1024 * 1024
+MAX_SIBLINGS = 1000
+MAX_ENTRIES = 20_000
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """One generation on disk."""
+
+    path: Path
+    compressed: bool
+    size: int  # bytes on disk
+    mtime_ns: int
+    inode: int
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def history(log: Path) -> list[Source]:
+    """`log` (if it is a regular file) then its rotated siblings, newest first."""
+    out: list[Source] = []
+    current = _source(log, compressed=False)
+    if current is not None:
+        out.append(current)
+    found: list[tuple[tuple[int, int, int], Source]] = []
+    try:
+        with os.scandir(log.parent) as it:
+            for i, entry in enumerate(it):
+                if i >= MAX_ENTRIES:
+                    break
+                name = rotated_name(log.name, entry.name)
+                if name is None:
+                    continue
+                src = _source(Path(entry.path), name.compressed)
+                if src is not None:
+                    scheme = 0 if name.age >= 0 else 1  # numbered, then dateext
+                    found.append(((scheme, name.age, -src.mtime_ns), src))
+    except OSError:
+        return out
+    found.sort(key=lambda f: f[0])
+    out.extend(src for _, src in found[:MAX_SIBLINGS])
+    return out
+
+
+def _source(path: Path, compressed: bool) -> Source | None:
+    try:
+        st = os.stat(path, follow_symlinks=False)  # a symlink is never part of history
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    return Source(path, compressed, st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def read_chunks(src: Source, start: int = 0, limit: int | None = None,
+                chunk: int = CHUNK) -> Iterator[bytes]:
+    """The generation's (decompressed) bytes from `start`, in chunks of at most `chunk`,
+    at most `limit` bytes in all. Blocking: run it in a thread, a chunk at a time.
+    A corrupt `.gz` raises `zlib.error` (or EOFError when cut short) where it breaks."""
+    remaining = limit if limit is not None else 1 << 62
+    fd = os.open(src.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        if not src.compressed:
+            pos = start
+            while remaining > 0:
+                data = os.pread(fd, min(chunk, remaining), pos)
+                if not data:
+                    return
+                pos += len(data)
+                remaining -= len(data)
+                yield data
+            return
+        skip = start
+        for data in _gunzip(fd, chunk):
+            if skip:
+                if len(data) <= skip:
+                    skip -= len(data)
+                    continue
+                data, skip = data[skip:], 0
+            data = data[:remaining]
+            remaining -= len(data)
+            yield data
+            if remaining <= 0:
+                return
+    finally:
+        os.close(fd)
+
+
+def _gunzip(fd: int, chunk: int) -> Iterator[bytes]:
+    """Decompressed bytes of a gzip file (several members too), never more than `chunk`
+    at a time in memory: a gzip bomb costs time, bounded by the caller, not memory."""
+    d: zlib._Decompress | None = None
+    pos, buf = 0, b""
+    while True:
+        if not buf:
+            buf = os.pread(fd, chunk, pos)
+            pos += len(buf)
+            if not buf:
+                if d is not None:
+                    raise EOFError("compressed data ends early")
+                return
+        if d is None:  # at a member's start
+            if not buf.strip(b"\0"):
+                buf = b""  # padding after the last member
+                continue
+            d = zlib.decompressobj(wbits=31)
+        out = d.decompress(buf, chunk)
+        if out:
+            yield out
+        if d.eof:
+            buf, d = d.unused_data, None
+        else:
+            buf = d.unconsumed_tail
+
+
+def content_key(src: Source, k: int = KEY_BYTES) -> str:
+    """The generation's key: `k` and a hash of its first `k` decompressed bytes (fewer if
+    it is shorter: `k` is then its length)."""
+    head = b""
+    for data in read_chunks(src, 0, k, chunk=max(k, 1)):
+        head += data
+    return f"{len(head):x}.{hashlib.blake2b(head, digest_size=8).hexdigest()}"
+
+
+def matches_key(src: Source, key: str) -> bool:
+    """Whether `src` is the generation `key` names (its first k bytes hash the same)."""
+    k_text, _, _ = key.partition(".")
+    try:
+        k = int(k_text, 16)
+    except ValueError:
+        return False
+    if not src.compressed and src.size < k:
+        return False
+    return content_key(src, k) == key
