@@ -21,13 +21,14 @@ run: install
 	trap 'kill $$DEMO 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/logtail serve -c config.toml
 
-## make test: set up (Python packages, and chromium/nginx/redis-server), lint, run every test.
-test: install system-deps
-	$(BIN)/ruff check logtail tests bench
+## make test: set up (Python packages, and the Debian packages the tests start), lint, run every test.
+test: install system-deps lint
 	$(BIN)/pytest
 
+## make lint: ruff everywhere, and mypy --strict on logtail/ (configured in pyproject.toml).
 lint: install
 	$(BIN)/ruff check logtail tests bench
+	$(BIN)/mypy
 
 system-deps:
 	@sh tests/system-deps.sh

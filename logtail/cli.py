@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import errno
 import getpass
+import json
 import logging
 import os
 import shutil
@@ -20,7 +21,15 @@ from functools import partial
 from pathlib import Path
 
 from logtail import __version__
-from logtail.config import Config, ConfigError, config_for_paths, load_config
+from logtail.config import (
+    ENV_FILES,
+    Config,
+    ConfigError,
+    config_for_paths,
+    config_schema,
+    load_config,
+    parse_config,
+)
 from logtail.files.secret import SecretError, load_or_create_secret, secret_path
 
 __all__ = ["main"]
@@ -35,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Examples:\n"
                "  logtail serve                      serve the files listed in ./config.toml\n"
                "  logtail serve /var/log/syslog      serve one file, no config needed\n"
+               "  logtail serve /var/log/nginx/      serve the logs in a directory\n"
                "  logtail check-config -c prod.toml  validate a config and exit\n"
                "  curl -N 'http://127.0.0.1:8080/api/files/syslog/stream?format=text'",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -44,17 +54,24 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("serve", help="start the server",
                        description="Start the server. With FILE arguments, serve those files "
-                                   "(named after their basenames) instead of the config's list.")
+                                   "(named after their basenames) instead of the config's "
+                                   "list; a directory serves the logs in it as they come "
+                                   "and go (named <directory>.<basename>). Settings can "
+                                   "be overridden with LOGTAIL_<SECTION>__<KEY> variables.")
     s.add_argument("-c", "--config", metavar="PATH",
                    help=f"config file (default: ./{DEFAULT_CONFIG} if it exists)")
     s.add_argument("--host", help="address to bind (default from config: 127.0.0.1)")
     s.add_argument("--port", type=int, help="port to bind (default from config: 8080; 0 = any)")
-    s.add_argument("files", nargs="*", metavar="FILE", help="files to serve instead of [[files]]")
+    s.add_argument("files", nargs="*", metavar="FILE",
+                   help="files or directories to serve instead of [[files]]")
 
     c = sub.add_parser("check-config", help="validate a config file and exit",
-                       description="Validate a config file; exit 0 if it is good, 2 if not.")
-    c.add_argument("-c", "--config", metavar="PATH", default=DEFAULT_CONFIG,
+                       description="Validate a config file (with the environment's "
+                                   "LOGTAIL_* overrides); exit 0 if it is good, 2 if not.")
+    c.add_argument("-c", "--config", metavar="PATH",
                    help=f"config file (default: ./{DEFAULT_CONFIG})")
+    c.add_argument("--schema", action="store_true",
+                   help="print a JSON Schema of the config file (for editors) and exit")
 
     sub.add_parser("hash-password", help="print a password hash for [auth.users]",
                    description="Read a password (twice, from the terminal, or one line from "
@@ -70,28 +87,43 @@ def _parser() -> argparse.ArgumentParser:
 
 def _load(args: argparse.Namespace) -> Config:
     if getattr(args, "files", None):
-        base = load_config(args.config) if args.config else None
-        config = config_for_paths(args.files, base)
+        base = load_config(args.config, os.environ) if args.config else None
+        config = config_for_paths(args.files, base, os.environ)
     else:
-        path = args.config or DEFAULT_CONFIG
-        if not args.config and not Path(path).exists():
-            raise ConfigError(f"{path}: no config file here; pass -c PATH or FILE arguments")
-        config = load_config(path)
+        config = _config(args.config)
     return config.with_overrides(host=args.host, port=args.port)
+
+
+def _config(path: str | None) -> Config:
+    """The config file with the environment's overrides; without a file, the environment
+    alone if it names the files (`LOGTAIL_FILES`, for containers)."""
+    if path is None and not Path(DEFAULT_CONFIG).exists():
+        if ENV_FILES in os.environ:
+            return parse_config({}, Path.cwd(), environ=os.environ)
+        raise ConfigError(f"{DEFAULT_CONFIG}: no config file here; pass -c PATH or FILE "
+                          f"arguments, or set {ENV_FILES}")
+    return load_config(path or DEFAULT_CONFIG, os.environ)
 
 
 def _check_bind(host: str, port: int) -> None:
     """Fail with a clear message, before starting workers, when the port is taken."""
     if port == 0:
         return
+    _bind(host, port).close()
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port, or exit with a clear message when the port is taken."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
+    s = socket.socket(family, socket.SOCK_STREAM)
+    try:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError as e:
-            why = "already in use" if e.errno == errno.EADDRINUSE else e.strerror
-            raise SystemExit(f"logtail: cannot listen on {host}:{port}: {why}") from None
+        s.bind((host, port))
+    except OSError as e:
+        s.close()
+        why = "already in use" if e.errno == errno.EADDRINUSE else e.strerror
+        raise SystemExit(f"logtail: cannot listen on {host}:{port}: {why}") from None
+    return s
 
 
 def serve(config: Config) -> int:
@@ -114,14 +146,18 @@ def serve(config: Config) -> int:
         load_or_create_secret(key_file)
     except SecretError as e:
         raise ConfigError(f"server.secret_file: {e}") from None
-    names = ", ".join(f.name for f in config.files)
+    names = ", ".join(f"{f.name}.*" if f.glob else f.name for f in config.files)
     print(f"logtail {__version__}: serving {names} on http://{server.host}:{server.port}/",
           file=sys.stderr, flush=True)
-    run = dict(host=server.host, port=server.port, access_log=False, motd=False)
     if server.workers == 1:
         os.environ.pop(SHARED_DIR_ENV, None)
         app = create_app(config)
-        app.run(**run, single_process=True)
+        # a listening socket of our own, so that shutdown can close it before the streams
+        # say `bye` (see logtail.http.sanic_compat.stop_listening); Sanic keeps its own
+        sock = _bind(server.host, server.port)
+        sock.listen(100)  # Sanic's default backlog
+        app.run(host=server.host, port=server.port, access_log=False, motd=False,
+                sock=sock, single_process=True)
         return 0
     if not config.limits.storage.startswith(("redis://", "rediss://")):
         print(f"logtail: warning: {server.workers} workers with limits.storage = "
@@ -135,7 +171,8 @@ def serve(config: Config) -> int:
     try:
         loader = AppLoader(factory=partial(create_app, config, name="logtail"))
         app = loader.load()
-        app.prepare(**run, workers=server.workers)
+        app.prepare(host=server.host, port=server.port, access_log=False, motd=False,
+                    workers=server.workers)
         Sanic.serve(primary=app, app_loader=loader)
     finally:
         os.environ.pop(SHARED_DIR_ENV, None)
@@ -167,8 +204,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             return serve(_load(args))
         if args.command == "check-config":
-            config = load_config(args.config)
-            print(f"{args.config}: ok ({len(config.files)} files)")
+            if args.schema:
+                print(json.dumps(config_schema(), indent=2))
+                return 0
+            config = _config(args.config)
+            globs = sum(f.glob for f in config.files)
+            print(f"{config.source or 'environment'}: ok ({len(config.files) - globs} files, "
+                  f"{globs} globs)")
             return 0
         if args.command == "hash-password":
             return hash_password_command()

@@ -7,8 +7,12 @@ CLI can print one line and exit 2 instead of starting with a half-understood con
 from __future__ import annotations
 
 import ipaddress
+import json
+import math
+import os
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -18,11 +22,13 @@ __all__ = [
     "Config",
     "ConfigError",
     "FileConfig",
+    "HistoryConfig",
     "LimitsConfig",
     "ServerConfig",
     "StreamConfig",
     "WatchConfig",
     "config_for_paths",
+    "config_schema",
     "load_config",
     "parse_config",
 ]
@@ -86,6 +92,7 @@ class StreamConfig:
     heartbeat_s: float = field(default=15.0, metadata=_check(_positive))
     stall_timeout_s: float = field(default=60.0, metadata=_check(_positive))
     retry_ms: int = field(default=3000, metadata=_check(_non_negative))
+    restart_retry_ms: int = field(default=2000, metadata=_check(_non_negative))
     max_line_bytes: int = field(default=65536, metadata=_check(_positive))
     client_buffer_bytes: int = field(default=4 * 1024 * 1024, metadata=_check(_positive))
     partial_line_s: float = field(default=5.0, metadata=_check(_positive))
@@ -102,6 +109,7 @@ class LimitsConfig:
     failed_auth_per_ip: str = field(default="10/minute", metadata=_check(_rate))
     scan_threads: int = field(default=2, metadata=_check(_positive))
     scans_per_ip: int = field(default=1, metadata=_check(_positive))
+    max_files: int = field(default=1000, metadata=_check(_positive))
 
 
 @dataclass(frozen=True)
@@ -109,10 +117,6 @@ class AuthConfig:
     users: tuple[tuple[str, str], ...] = ()
     tokens: tuple[str, ...] = ()
     realm: str = "logtail"
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.users or self.tokens)
 
 
 def _backend(v: str) -> str | None:
@@ -127,13 +131,32 @@ class WatchConfig:
     debounce_ms: int = field(default=10, metadata=_check(_positive))
     safety_s: float = field(default=1.0, metadata=_check(_positive))
     idle_stop_s: float = field(default=5.0, metadata=_check(_non_negative))
+    rotate_grace_s: float = field(default=30.0, metadata=_check(_non_negative))
+
+
+@dataclass(frozen=True)
+class HistoryConfig:
+    """Bounds on reading a log's history (search, lines around a position): per request,
+    and scans at once per server and per client address."""
+
+    max_scan_bytes: int = field(default=4 * 1024 ** 3, metadata=_check(_positive))
+    max_scans: int = field(default=4, metadata=_check(_positive))
+    scans_per_ip: int = field(default=2, metadata=_check(_positive))
+    max_context: int = field(default=1000, metadata=_check(_positive))
+    max_matches: int = field(default=10000, metadata=_check(_positive))
 
 
 @dataclass(frozen=True)
 class FileConfig:
+    """One [[files]] entry: a file (`path`), or a glob whose matches are served as
+    `<name>.<basename>` (`path` is then the pattern; only its last part has wildcards)."""
+
     name: str
     path: Path
-    title: str
+    title: str  # for a glob: "" or what goes before "/<basename>" in its files' titles
+    glob: bool = False
+    follow_symlinks: bool = True  # a glob's symlinks (a path's is always followed)
+    files_only: bool = False  # `logtail serve DIR`: regular files only, no subdirectories
 
 
 @dataclass(frozen=True)
@@ -143,11 +166,9 @@ class Config:
     limits: LimitsConfig = LimitsConfig()
     auth: AuthConfig = AuthConfig()
     watch: WatchConfig = WatchConfig()
+    history: HistoryConfig = HistoryConfig()
     files: tuple[FileConfig, ...] = ()
     source: Path | None = None
-
-    def file(self, name: str) -> FileConfig | None:
-        return next((f for f in self.files if f.name == name), None)
 
     def with_overrides(self, *, host: str | None = None, port: int | None = None) -> Config:
         server = self.server
@@ -167,6 +188,7 @@ SECTIONS: dict[str, type] = {
     "stream": StreamConfig,
     "limits": LimitsConfig,
     "watch": WatchConfig,
+    "history": HistoryConfig,
 }
 
 
@@ -268,40 +290,87 @@ def _auth(raw: Any) -> AuthConfig:
     return AuthConfig(users=tuple(pairs), tokens=tokens, realm=realm)
 
 
+FILE_KEYS = ("name", "path", "glob", "title", "follow_symlinks")
+PREFIX_MAX = 32  # a glob's name prefixes its files' names, which are 64 characters at most
+GLOB_MAGIC = re.compile(r"[*?[]")
+
+
 def _files(raw: Any, base: Path) -> tuple[FileConfig, ...]:
     if not isinstance(raw, list) or not raw:
         raise ConfigError("files: at least one [[files]] entry is needed")
     out: list[FileConfig] = []
     seen: set[str] = set()
     for i, entry in enumerate(raw):
-        key = f"files[{i}]"
-        if not isinstance(entry, dict):
-            raise ConfigError(f"{key}: must be a table, got {entry!r}")
-        unknown = set(entry) - {"name", "path", "title"}
-        if unknown:
-            raise ConfigError(f"{key}.{sorted(unknown)[0]}: unknown key (known: name, path, title)")
-        name, path = entry.get("name"), entry.get("path")
-        if not isinstance(name, str) or not NAME_RE.match(name):
-            raise ConfigError(
-                f"{key}.name: must be 1-64 characters of A-Z a-z 0-9 . _ -, got {name!r}"
-            )
-        if name in (".", ".."):
-            raise ConfigError(f"{key}.name: must not be {name!r}")
-        if name in seen:
-            raise ConfigError(f"{key}.name: duplicate name {name!r}")
-        seen.add(name)
-        if not isinstance(path, str) or not path:
-            raise ConfigError(f"{key}.path: must be a non-empty string, got {path!r}")
-        title = entry.get("title", name)
-        if not isinstance(title, str):
-            raise ConfigError(f"{key}.title: must be a string, got {title!r}")
-        resolved = (base / Path(path).expanduser()).absolute()
-        out.append(FileConfig(name=name, path=resolved, title=title))
+        fc = _file(f"files[{i}]", entry, base)
+        if not fc.glob:  # a glob's name is a prefix: its files get unique names when found
+            if fc.name in seen:
+                raise ConfigError(f"files[{i}].name: duplicate name {fc.name!r}")
+            seen.add(fc.name)
+        out.append(fc)
     return tuple(out)
 
 
-def parse_config(data: dict[str, Any], base: Path, source: Path | None = None) -> Config:
-    """Build a Config from parsed TOML; relative paths resolve from `base`."""
+def _file(key: str, entry: Any, base: Path) -> FileConfig:
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{key}: must be a table, got {entry!r}")
+    unknown = set(entry) - set(FILE_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"{key}.{sorted(unknown)[0]}: unknown key (known: {', '.join(FILE_KEYS)})")
+    name, path, pattern = entry.get("name"), entry.get("path"), entry.get("glob")
+    if path is None and pattern is None:
+        raise ConfigError(f"{key}.path: missing: give path (one file) or glob (the files "
+                          "that match)")
+    if path is not None and pattern is not None:
+        raise ConfigError(f"{key}.glob: give path (one file) or glob (the files that match), "
+                          "not both")
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise ConfigError(f"{key}.name: must be 1-64 characters of A-Z a-z 0-9 . _ -, got {name!r}")
+    if name in (".", ".."):
+        raise ConfigError(f"{key}.name: must not be {name!r}")
+    title = entry.get("title", name if pattern is None else "")
+    if not isinstance(title, str):
+        raise ConfigError(f"{key}.title: must be a string, got {title!r}")
+    if pattern is not None:
+        return _glob_file(key, name, pattern, title, entry.get("follow_symlinks", False), base)
+    if "follow_symlinks" in entry:
+        raise ConfigError(f"{key}.follow_symlinks: only for a glob (a path that is a symlink "
+                          "is always followed)")
+    if not isinstance(path, str) or not path:
+        raise ConfigError(f"{key}.path: must be a non-empty string, got {path!r}")
+    return FileConfig(name=name, path=(base / Path(path).expanduser()).absolute(), title=title)
+
+
+def _glob_file(key: str, name: str, pattern: Any, title: str, follow: Any,
+               base: Path) -> FileConfig:
+    if len(name) > PREFIX_MAX:
+        raise ConfigError(f"{key}.name: a glob's name prefixes its files' names: at most "
+                          f"{PREFIX_MAX} characters, got {name!r}")
+    if not isinstance(pattern, str) or not pattern:
+        raise ConfigError(f"{key}.glob: must be a non-empty string, got {pattern!r}")
+    resolved = (base / Path(pattern).expanduser()).absolute()
+    if pattern.endswith("/") or GLOB_MAGIC.search(str(resolved.parent)):
+        raise ConfigError(f"{key}.glob: only the file name may have wildcards (one directory "
+                          f"is watched), got {pattern!r}")
+    if not isinstance(follow, bool):
+        raise ConfigError(f"{key}.follow_symlinks: must be true or false, got {follow!r}")
+    return FileConfig(name=name, path=resolved, title=title, glob=True, follow_symlinks=follow)
+
+
+def parse_config(data: dict[str, Any], base: Path, source: Path | None = None,
+                 environ: Mapping[str, str] | None = None) -> Config:
+    """Build a Config from parsed TOML; relative paths resolve from `base`. With `environ`,
+    its `LOGTAIL_<SECTION>__<KEY>` and `LOGTAIL_FILES` variables override the file."""
+    labels: dict[str, str] = {}
+    if environ:
+        data, labels = _merge_env(data, environ)
+    try:
+        return _parse(data, base, source)
+    except ConfigError as e:
+        raise _relabel(e, labels) from None
+
+
+def _parse(data: dict[str, Any], base: Path, source: Path | None) -> Config:
     unknown = set(data) - {*SECTIONS, "files", "auth"}
     if unknown:
         raise ConfigError(
@@ -323,8 +392,8 @@ def parse_config(data: dict[str, Any], base: Path, source: Path | None = None) -
     )
 
 
-def load_config(path: Path | str) -> Config:
-    """Read and validate a config file."""
+def load_config(path: Path | str, environ: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a config file (with overrides from `environ`, if given)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -336,19 +405,177 @@ def load_config(path: Path | str) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
-    return parse_config(data, path.absolute().parent, source=path.absolute())
+    return parse_config(data, path.absolute().parent, source=path.absolute(), environ=environ)
 
 
-def config_for_paths(paths: list[str], base: Config | None = None) -> Config:
-    """A config for `logtail serve FILE ...`: each file named after its basename."""
-    entries = []
+def config_for_paths(paths: list[str], base: Config | None = None,
+                     environ: Mapping[str, str] | None = None) -> Config:
+    """A config for `logtail serve FILE|DIR ...`: a file named after its basename; a
+    directory served like a glob of its regular files, named `<directory>.<basename>`.
+    Without `base`, the settings are the defaults with `environ`'s overrides."""
+    entries: list[dict[str, Any]] = []
     used: set[str] = set()
     for p in paths:
+        if os.path.isdir(p):
+            folder = Path(os.path.abspath(p))  # "logs/.." named after what it is
+            prefix = re.sub(r"[^A-Za-z0-9._-]", "_", folder.name)[:PREFIX_MAX].strip(".")
+            entries.append({"name": prefix or "root", "glob": str(folder / "*"),
+                            "title": p.rstrip("/")})
+            continue
         stem = re.sub(r"[^A-Za-z0-9._-]", "_", Path(p).name)[:60] or "file"
         name, n = stem, 2
         while name in used or name in (".", ".."):
             name, n = f"{stem}-{n}", n + 1
         used.add(name)
         entries.append({"name": name, "path": str(Path(p).absolute()), "title": p})
-    files = _files(entries, Path.cwd())
-    return replace(base or Config(), files=files)
+    files = tuple(replace(f, files_only=True) if f.glob else f
+                  for f in _files(entries, Path.cwd()))
+    if base is None:
+        data, labels = _merge_env({}, environ or {})
+        data["files"] = entries  # the arguments, not LOGTAIL_FILES
+        try:
+            base = _parse(data, Path.cwd(), None)
+        except ConfigError as e:
+            raise _relabel(e, labels) from None
+    return replace(base, files=files)
+
+
+# -- the environment: every key, for containers ------------------------------------------------
+
+ENV_PREFIX = "LOGTAIL_"
+ENV_FILES = "LOGTAIL_FILES"  # the whole [[files]] list, as JSON
+AUTH_TYPES: dict[str, type] = {"users": dict, "tokens": tuple, "realm": str}
+TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _merge_env(data: dict[str, Any],
+               environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """`data` with `LOGTAIL_<SECTION>__<KEY>` values put in, parsed to each key's type, and
+    which variable set which key (for error messages). Variables without `__` are not
+    config keys (`LOGTAIL_FILES` excepted)."""
+    data = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    labels: dict[str, str] = {}
+    for var in sorted(environ):
+        if var == ENV_FILES:
+            data["files"] = _env_json(var, "files", environ[var], list,
+                                      'a JSON array of tables, like [{"name": ..., "path": ...}]')
+            labels["files"] = var
+            continue
+        section, sep, key = var.removeprefix(ENV_PREFIX).lower().partition("__")
+        if not var.startswith(ENV_PREFIX) or not sep:
+            continue
+        kinds = AUTH_TYPES if section == "auth" else \
+            {f.name: type(f.default) for f in fields(SECTIONS[section])} if section in SECTIONS \
+            else None
+        if kinds is None:
+            raise ConfigError(f"{var}: no config section {section!r} "
+                              f"(known: {', '.join([*SECTIONS, 'auth'])})")
+        if key not in kinds:
+            raise ConfigError(f"{var}: no config key {section}.{key} (known: {', '.join(kinds)})")
+        table = data.setdefault(section, {})
+        if isinstance(table, dict):  # else the file's own error is the one to see
+            table[key] = _env_value(var, f"{section}.{key}", kinds[key], environ[var])
+        labels[f"{section}.{key}"] = var
+    return data, labels
+
+
+def _env_value(var: str, key: str, kind: type, text: str) -> Any:
+    """A variable's text as the value TOML would have given (checked later as any value)."""
+    where = f"{var} ({key})"
+    t = text.strip()
+    if kind is bool:
+        if t.lower() in TRUE + FALSE:
+            return t.lower() in TRUE
+        raise ConfigError(f"{where}: must be true or false (or 1/0, yes/no, on/off), got {text!r}")
+    if kind is int:
+        if re.fullmatch(r"[+-]?[0-9]+", t):
+            return int(t)
+        raise ConfigError(f"{where}: must be an integer, got {text!r}")
+    if kind is float:
+        try:
+            number = float(t)
+        except ValueError:
+            number = math.nan
+        if math.isfinite(number):
+            return number
+        raise ConfigError(f"{where}: must be a number, got {text!r}")
+    if kind is tuple:
+        if t.startswith("["):
+            return _env_json(var, key, t, list, 'a JSON array of strings, like ["a", "b"]')
+        return [part.strip() for part in t.split(",") if part.strip()]
+    if kind is dict:
+        return _env_json(var, key, t, dict, 'a JSON object, like {"alice": "scrypt$..."}')
+    return text
+
+
+def _env_json(var: str, key: str, text: str, kind: type, wanted: str) -> Any:
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        raise ConfigError(f"{var} ({key}): must be {wanted}: {e}") from None
+    if not isinstance(value, kind):
+        raise ConfigError(f"{var} ({key}): must be {wanted}, got {text!r}")
+    return value
+
+
+def _relabel(error: ConfigError, labels: dict[str, str]) -> ConfigError:
+    """Name the variable when the bad value came from the environment."""
+    message = str(error)
+    key = message.split(":", 1)[0]
+    for name, var in labels.items():
+        if key == name or key.startswith((f"{name}.", f"{name}[")):
+            return ConfigError(f"{var} ({key}){message[len(key):]}")
+    return error
+
+
+# -- a JSON Schema of config.toml, for editors -------------------------------------------------
+
+JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string"}
+CHECK_SCHEMAS: dict[Any, dict[str, Any]] = {
+    _positive: {"exclusiveMinimum": 0},
+    _non_negative: {"minimum": 0},
+    _port: {"minimum": 0, "maximum": 65535},
+    _backend: {"enum": ["auto", "inotify", "watchfiles"]},
+}
+
+
+def _table(properties: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "additionalProperties": False, "properties": properties}
+
+
+def _key_schema(f: Any) -> dict[str, Any]:
+    default = f.default
+    if isinstance(default, tuple):
+        out: dict[str, Any] = {"type": "array", "items": {"type": "string"}}
+    else:
+        out = {"type": JSON_TYPES[type(default)]}
+    out["default"] = list(default) if isinstance(default, tuple) else default
+    out.update(CHECK_SCHEMAS.get(f.metadata.get("check"), {}))
+    return out
+
+
+def config_schema() -> dict[str, Any]:
+    """A JSON Schema (draft 2020-12) of config.toml, made from the dataclasses above, so
+    an editor can check and complete the file (`logtail check-config --schema`)."""
+    properties = {name: _table({f.name: _key_schema(f) for f in fields(cls)})
+                  for name, cls in SECTIONS.items()}
+    properties["auth"] = _table({
+        "users": {"type": "object", "default": {},
+                  "additionalProperties": {"type": "string", "pattern": "^scrypt\\$"}},
+        "tokens": {"type": "array", "default": [], "items": {"type": "string", "minLength": 16}},
+        "realm": {"type": "string", "default": "logtail"},
+    })
+    entry = _table({
+        "name": {"type": "string", "pattern": NAME_RE.pattern},
+        "path": {"type": "string", "minLength": 1},
+        "glob": {"type": "string", "minLength": 1},
+        "title": {"type": "string"},
+        "follow_symlinks": {"type": "boolean", "default": False},
+    })
+    entry.update(required=["name"], oneOf=[{"required": ["path"]}, {"required": ["glob"]}])
+    properties["files"] = {"type": "array", "minItems": 1, "items": entry}
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema",
+            "title": "logtail config.toml",
+            "description": "logtail's configuration; every key is described in README.md "
+                           "(Configuration)",
+            **_table(properties)}

@@ -1,9 +1,11 @@
 #!/bin/sh
-# The tests start real Chromium, nginx and redis-server on loopback: install what is missing.
+# The tests start real Chromium, nginx and redis-server on loopback, and run logrotate:
+# install what is missing.
 set -e
 missing=""
 command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$missing nginx-light"
+command -v logrotate >/dev/null 2>&1 || [ -x /usr/sbin/logrotate ] || missing="$missing logrotate"
 command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
 [ -z "$missing" ] && exit 0
 echo "installing:$missing"

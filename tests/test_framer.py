@@ -7,7 +7,7 @@ from pathlib import Path
 from logtail.config import StreamConfig
 from logtail.files.generation import Batch, Generation
 from logtail.files.lines import Lines
-from logtail.files.position import Identity, IdCodec
+from logtail.files.position import IdCodec, Identity
 from logtail.streaming.cursor import Notice
 from logtail.streaming.params import parse_stream_params
 from logtail.streaming.stats import StreamStats

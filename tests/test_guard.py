@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 from logtail.config import LimitsConfig
-from logtail.http.guard import Guard
+from logtail.http.guard import Guard, Refusal
 
 
 async def test_streams_are_counted_per_ip_and_in_all_and_given_back():
     guard = Guard(LimitsConfig(streams_per_ip=2, max_streams=3))
-    a1, r = await guard.acquire_stream("10.0.0.1")
-    a2, _ = await guard.acquire_stream("10.0.0.1")
-    assert a1 and a2 and r is None
-    _, refused = await guard.acquire_stream("10.0.0.1")
-    assert refused is not None and (refused.status, refused.reason) == (429, "streams_per_ip")
-    b1, _ = await guard.acquire_stream("10.0.0.2")
-    assert b1
-    _, refused = await guard.acquire_stream("10.0.0.3")
-    assert refused is not None and (refused.status, refused.reason) == (503, "max_streams")
+    a1 = await guard.acquire_stream("10.0.0.1")
+    a2 = await guard.acquire_stream("10.0.0.1")
+    assert isinstance(a1, str) and isinstance(a2, str)
+    refused = await guard.acquire_stream("10.0.0.1")
+    assert isinstance(refused, Refusal)
+    assert (refused.status, refused.reason) == (429, "streams_per_ip")
+    b1 = await guard.acquire_stream("10.0.0.2")
+    assert isinstance(b1, str)
+    refused = await guard.acquire_stream("10.0.0.3")
+    assert isinstance(refused, Refusal) and (refused.status, refused.reason) == (503, "max_streams")
     await guard.release_stream(a1)
-    c1, refused = await guard.acquire_stream("10.0.0.3")
-    assert c1 and refused is None
+    c1 = await guard.acquire_stream("10.0.0.3")
+    assert isinstance(c1, str)
     for token in (a2, b1, c1):
         await guard.release_stream(token)
     assert guard.total == 0 and not guard.local

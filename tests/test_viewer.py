@@ -90,11 +90,13 @@ async def test_page_works_under_a_path_prefix(tmp_path, view):
         append(tmp_path / "app.log", "through the proxy")
         await expect(page.locator("#count")).to_have_text("6 lines", timeout=WAIT)
         await expect_last_shown(page, "through the proxy")
-    # every request the page made stayed under the prefix, and none failed
+        # none failed while the proxy was up (closing it cuts the page's stream: that
+        # error is the teardown's, not the page's)
+        assert all(status < 400 for status, _ in watch.statuses), watch.statuses
+        assert watch.real_errors() == []
+    # every request the page made stayed under the prefix
     assert proxy.paths and all(p.startswith("/logs/") for p in proxy.paths), proxy.paths
     assert any(p.startswith("/logs/api/files/app/stream") for p in proxy.paths)
-    assert all(status < 400 for status, _ in watch.statuses), watch.statuses
-    assert watch.real_errors() == []
 
 
 # -- following -----------------------------------------------------------------------------

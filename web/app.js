@@ -2,8 +2,10 @@
 // keeps the file and filter in the page address, and handles the keyboard.
 
 import { stripAnsi } from "./ansi.js";
-import { KIND_NOTICE, NOTICE_WARN } from "./buffer.js";
+import { KIND_LINE, KIND_NOTICE, NOTICE_WARN } from "./buffer.js";
 import { compileFilter, sameSpec } from "./filter.js";
+import { installHistory } from "./history.js";
+import { batchIds } from "./lineids.js";
 import { Model } from "./model.js";
 import { parseJsonLine } from "./render.js";
 import { LogStream } from "./stream.js";
@@ -48,6 +50,8 @@ function readAddress() {
   for (const [key, prop] of Object.entries(FLAG_KEYS)) s[prop] = p.get(key) === "1";
   const n = p.get("n");
   if (n !== null && /^\d+$/.test(n)) s.n = Number(n);
+  s.since = p.get("since") || null; // the stream from this time on (history.js)
+  s.line = p.get("line") || null; // a permalink: this line in its context (history.js)
   return s;
 }
 
@@ -66,7 +70,9 @@ function writeAddress() {
   if (view.q) p.set("q", view.q);
   for (const [key, prop] of Object.entries(FLAG_KEYS)) if (view[prop]) p.set(key, "1");
   if (view.n !== null) p.set("n", String(view.n));
-  const hash = "#" + p.toString();
+  if (view.since) p.set("since", view.since);
+  if (view.line) p.set("line", view.line);
+  const hash = "#" + p.toString().replace(/%3A/gi, ":");
   if (location.hash !== hash) history.replaceState(null, "", location.pathname + location.search + hash);
 }
 
@@ -97,6 +103,8 @@ const list = new LogView({
   },
   onRender: () => updateCounts(),
 });
+const hist = installHistory({ root: ROOT, model, list, view, connect, writeAddress, announce,
+  setConnState });
 
 let files = [];
 let stream = null;
@@ -245,6 +253,8 @@ function streamUrl() {
     if (view.caseSensitive) p.set("case", "1");
     if (view.invert) p.set("invert", "1");
   }
+  if (view.since) p.set("since", view.since);
+  p.set("ids", "1"); // every line gets its id: permalinks, "load earlier"
   const qs = p.toString();
   return new URL(`api/files/${encodeURIComponent(view.file)}/stream${qs ? "?" + qs : ""}`, ROOT).href;
 }
@@ -265,9 +275,10 @@ function connect() {
   hideDetail();
   if (!view.file) return;
   streamSpec = serverSpec();
+  if (hist.beforeStream()) return; // a permalink: its lines in context, no stream
   stream = new LogStream({
     url: streamUrl(),
-    onLines: (lines) => model.append(lines, Date.now()),
+    onLines: (lines, id, lineIds) => model.append(lines, Date.now(), KIND_LINE, batchIds(lineIds, lines)),
     onNotice: (name, data) => {
       const [text, warn] = noticeText(name, data);
       addNotice(text, warn);
@@ -347,7 +358,7 @@ async function fetchFiles() {
       await new Promise((r) => setTimeout(r, 3000));
       continue;
     }
-    if (res.ok) return (await res.json()).files || [];
+    if (res.ok) return await res.json();
     let message = `HTTP ${res.status}`;
     try {
       message = (await res.json()).error || message;
@@ -370,8 +381,41 @@ function fillFiles() {
     const o = new Option(f.exists === false ? `${f.title || f.name} (missing)` : f.title || f.name, f.name);
     return o;
   });
+  // the file on show stays selectable after the server stopped listing it
+  if (view.file && !files.some((f) => f.name === view.file)) {
+    options.push(new Option(`${view.file} (gone)`, view.file));
+  }
   ui.file.replaceChildren(...options);
-  ui.file.disabled = files.length < 2;
+  if (view.file) ui.file.value = view.file;
+  ui.file.disabled = options.length < 2;
+}
+
+/** Keep the list current while files come and go (globs, directories): the server
+ *  sends the whole list on `api/files?watch=1` at once and after every change. */
+function watchFiles() {
+  new LogStream({
+    url: new URL("api/files?watch=1", ROOT).href,
+    onLines: () => {},
+    onNotice: (name, data) => {
+      if (name === "files" && Array.isArray(data.files)) updateFiles(data.files);
+    },
+    onState: () => {}, // the badge belongs to the log stream
+  }).start();
+}
+
+function updateFiles(listed) {
+  const key = (list) => JSON.stringify(list.map((f) => [f.name, f.title, f.exists]));
+  if (key(listed) === key(files)) return;
+  const before = new Set(files.map((f) => f.name));
+  const added = listed.filter((f) => !before.has(f.name));
+  files = listed;
+  fillFiles();
+  if (!stream && !view.line && files.length) { // (a permalink on show has no stream)
+    selectFile(view.file); // the first file to appear
+    return;
+  }
+  if (added.length === 1) announce(`New file: ${added[0].title || added[0].name}`);
+  else if (added.length > 1) announce(`${fmt.format(added.length)} new files`);
 }
 
 function selectFile(name) {
@@ -546,7 +590,7 @@ function wire() {
   window.addEventListener("hashchange", () => {
     const next = readAddress();
     const fileChanged = next.file !== view.file && next.file !== null;
-    const nChanged = next.n !== view.n;
+    const nChanged = next.n !== view.n || next.since !== view.since || next.line !== view.line;
     Object.assign(view, { ...next, file: view.file });
     syncFilterUi();
     if (fileChanged) selectFile(next.file);
@@ -568,10 +612,12 @@ async function main() {
   setConnState("connecting");
   const listed = await fetchFiles();
   if (listed === null) return;
-  files = listed;
+  files = listed.files || [];
   fillFiles();
+  if (listed.dynamic) watchFiles();
   if (!files.length) {
-    setConnState("error", { message: "no files are configured" });
+    if (listed.dynamic) setConnState("connecting", { message: "no files yet; waiting for one to appear" });
+    else setConnState("error", { message: "no files are configured" });
     return;
   }
   selectFile(view.file);

@@ -1,14 +1,18 @@
 // Bounded storage for retained lines, and the ordered list of the ones on show.
 //
-// Every entry gets a sequence number (`seq`) that only grows; the ring keeps seqs in
-// [head, tail). `SeqList` is a deque of seqs in increasing order with running totals of
-// their heights (in text rows), so positions stay O(1) while old entries are evicted at
-// the front, new ones arrive at the back, and a filter pass fills in from the front.
+// Every entry gets a sequence number (`seq`); the ring keeps seqs in [head, tail). New
+// entries get the next seq at the tail; earlier lines loaded from the history go in front
+// of the head (seqs start high, so there is room below them). `SeqList` is a deque of seqs
+// in increasing order with running totals of their heights (in text rows), so positions
+// stay O(1) while old entries are evicted at the front, new ones arrive at the back, and a
+// filter pass (or lines loaded from the history) fills in from the front.
 
 export const KIND_LINE = 0;
 export const KIND_NOTICE = 1;
 export const FLAG_ESC = 2; // the text holds escape sequences
 export const NOTICE_WARN = 4; // with KIND_NOTICE: something went wrong (shown in amber)
+// Seqs start here: room below for lines put in front, and small integers stay fast for long.
+const FIRST_SEQ = 2 ** 24;
 
 export class Ring {
   constructor(cap) {
@@ -17,10 +21,15 @@ export class Ring {
     this.times = new Float64Array(cap);
     this.nums = new Float64Array(cap); // line number in this view (0 for notices)
     this.flags = new Uint8Array(cap);
-    this.head = 0;
-    this.tail = 0;
+    this.keyOf = new Int32Array(cap); // line id: index into `keys` (-1: none), and offset
+    this.offs = new Float64Array(cap);
+    this.keys = []; // generation keys of the line ids, each stored once
+    this.keyIndex = new Map();
+    this.head = FIRST_SEQ;
+    this.tail = FIRST_SEQ;
     this.lines = 0; // retained entries that are log lines (not notices)
     this.lineNo = 0; // last line number handed out
+    this.lowNo = 1; // lowest line number handed out (below 1 once lines were put in front)
     this.evicted = 0; // log lines dropped to respect the cap, since the last clear
   }
 
@@ -52,6 +61,33 @@ export class Ring {
     return (this.flags[seq % this.cap] & KIND_NOTICE) !== 0;
   }
 
+  /** The number shown in the gutter: from 1, counting lines put in front too. */
+  shownNo(seq) {
+    return this.nums[seq % this.cap] - Math.min(this.lowNo, 1) + 1;
+  }
+
+  maxShownNo() {
+    return this.lineNo - Math.min(this.lowNo, 1) + 1;
+  }
+
+  /** The index of a generation key (stored once). */
+  keyId(key) {
+    let k = this.keyIndex.get(key);
+    if (k === undefined) {
+      k = this.keys.length;
+      this.keys.push(key);
+      this.keyIndex.set(key, k);
+    }
+    return k;
+  }
+
+  /** The line id of entry seq (`<key>:<offset hex>`), or null when it has none. */
+  lineId(seq) {
+    const s = seq % this.cap;
+    const k = this.keyOf[s];
+    return k < 0 ? null : `${this.keys[k]}:${this.offs[s].toString(16)}`;
+  }
+
   isWarn(seq) {
     return (this.flags[seq % this.cap] & NOTICE_WARN) !== 0;
   }
@@ -73,15 +109,12 @@ export class Ring {
     return seq;
   }
 
-  /** Store one entry (the caller evicts first when full); returns its seq. */
-  push(text, time, kind) {
+  /** Store one entry (the caller evicts first when full); returns its seq. `key` is the
+   *  index of its line id's generation key (-1: no id), `off` the offset. */
+  push(text, time, kind, key = -1, off = 0) {
     const seq = this.tail++;
     const s = seq % this.cap;
-    this.texts[s] = text;
-    this.times[s] = time;
-    let flags = kind;
-    if (text.indexOf("\x1b") !== -1) flags |= FLAG_ESC;
-    this.flags[s] = flags;
+    this.store(s, text, time, kind, key, off);
     if ((kind & KIND_NOTICE) === 0) {
       this.lines++;
       this.nums[s] = ++this.lineNo;
@@ -91,11 +124,47 @@ export class Ring {
     return seq;
   }
 
+  /** How many lines fit in front of the oldest entry. */
+  room() {
+    return Math.min(this.cap - this.size, this.head);
+  }
+
+  /** Store a log line in front of the oldest entry (the caller checks room()); returns its seq. */
+  unshift(text, time, key = -1, off = 0) {
+    let no = this.lineNo; // the number before the oldest line retained, or before the next
+    for (let seq = this.head; seq < this.tail; seq++) {
+      if (!this.isNotice(seq)) {
+        no = this.num(seq) - 1;
+        break;
+      }
+    }
+    const seq = --this.head;
+    const s = seq % this.cap;
+    this.store(s, text, time, KIND_LINE, key, off);
+    this.lines++;
+    this.nums[s] = no;
+    if (no < this.lowNo) this.lowNo = no;
+    return seq;
+  }
+
+  store(s, text, time, kind, key, off) {
+    this.texts[s] = text;
+    this.times[s] = time;
+    let flags = kind;
+    if (text.indexOf("\x1b") !== -1) flags |= FLAG_ESC;
+    this.flags[s] = flags;
+    this.keyOf[s] = key;
+    this.offs[s] = off;
+  }
+
   clear() {
     this.texts.fill(undefined);
     this.head = this.tail;
     this.lines = 0;
     this.evicted = 0;
+    this.lowNo = 1;
+    this.keys = [];
+    this.keyIndex = new Map();
   }
 
   /** A copy with a new capacity, keeping the newest entries (and the seqs). */
@@ -104,6 +173,9 @@ export class Ring {
     const start = Math.max(this.head, this.tail - cap);
     out.head = out.tail = start;
     out.lineNo = this.lineNo;
+    out.lowNo = this.lowNo;
+    out.keys = this.keys;
+    out.keyIndex = this.keyIndex;
     out.evicted = this.evicted;
     for (let seq = this.head; seq < start; seq++) if (!this.isNotice(seq)) out.evicted++;
     for (let seq = start; seq < this.tail; seq++) {
@@ -113,6 +185,8 @@ export class Ring {
       out.times[b] = this.times[a];
       out.nums[b] = this.nums[a];
       out.flags[b] = this.flags[a];
+      out.keyOf[b] = this.keyOf[a];
+      out.offs[b] = this.offs[a];
       if ((this.flags[a] & KIND_NOTICE) === 0) out.lines++;
     }
     out.tail = this.tail;

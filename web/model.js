@@ -24,6 +24,7 @@ export class Model {
     this.maxLen = 0;
     this.version = 0; // bumped when the look of already rendered rows changes
     this.enough = Infinity; // matches that fill the screen (set by the view while following)
+    this.target = -1; // the entry a permalink points at (drawn highlighted)
     // later slices run just after a frame is produced, so they never delay one
     const channel = new MessageChannel();
     channel.port1.onmessage = () => this.runJob(SLICE_MS);
@@ -57,19 +58,47 @@ export class Model {
     return this.ring.isNotice(seq) || this.filter.test(this.plain(seq));
   }
 
-  append(texts, time, kind = KIND_LINE) {
+  /** New entries at the end; `ids` ({key, offsets}, from lineids.js) gives lines their ids. */
+  append(texts, time, kind = KIND_LINE, ids = null) {
     const { ring, list } = this;
     const notice = (kind & KIND_NOTICE) !== 0;
+    const key = ids ? ring.keyId(ids.key) : -1;
     for (let i = 0; i < texts.length; i++) {
       const text = texts[i];
       if (ring.size >= ring.cap) this.evictOne();
-      const seq = ring.push(text, time, kind);
+      const seq = ring.push(text, time, kind, key, ids ? ids.offsets[i] : 0);
       if (text.length > this.maxLen) this.maxLen = text.length;
       if (notice || this.filter.test(ring.hasEscape(seq) ? stripAnsi(text) : text)) {
         list.push(seq, this.units(seq), notice);
       }
     }
     this.onChange(true);
+  }
+
+  /**
+   * Earlier lines, oldest first, in front of everything retained: `lines` is a list of
+   * {text, key, offset} (key and offset of the line id; key null for none). Only as many
+   * as ring.room() allows are taken, the newest of them. Returns the seqs given, oldest first.
+   */
+  prepend(lines, time) {
+    const { ring, list } = this;
+    const take = Math.min(lines.length, ring.room());
+    const seqs = new Array(take);
+    const filtering = this.job !== null;
+    for (let i = lines.length - 1, j = take - 1; j >= 0; i--, j--) {
+      const { text, key, offset } = lines[i];
+      const seq = ring.unshift(text, time, key === null ? -1 : ring.keyId(key), offset);
+      seqs[j] = seq;
+      if (text.length > this.maxLen) this.maxLen = text.length;
+      if (!filtering && this.filter.test(ring.hasEscape(seq) ? stripAnsi(text) : text)) {
+        list.unshift(seq, this.units(seq), false);
+      }
+    }
+    this.version++; // line numbers count from the new first line
+    // a filter pass under way started from the old front: start it again over everything
+    if (filtering) this.refilter(this.filter, this.highlight, true);
+    else this.onChange(false);
+    return seqs;
   }
 
   evictOne() {
@@ -83,6 +112,7 @@ export class Model {
     this.list.reset();
     this.job = null;
     this.maxLen = 0;
+    this.target = -1;
     this.onChange(false);
   }
 

@@ -99,14 +99,14 @@ export function renderRow(row, model, seq, gutter) {
   const level = notice ? null : detectLevel(text);
   const json = notice ? null : parseJsonLine(text);
   row.className = "row" + (notice ? " notice" : "") + (level ? ` lvl-${level.level}` : "") +
-    (json ? " json" : "");
+    (json ? " json" : "") + (seq === model.target ? " target" : "");
   if (notice && ring.isWarn(seq)) row.dataset.tone = "warn";
   else delete row.dataset.tone;
   const parts = [];
   if (gutter !== "none") {
     const g = document.createElement("span");
     g.className = "gut";
-    g.textContent = gutter === "time" ? formatTime(ring.time(seq)) : notice ? "" : String(ring.num(seq));
+    g.textContent = gutter === "time" ? formatTime(ring.time(seq)) : notice ? "" : String(ring.shownNo(seq));
     parts.push(g);
   }
   const body = document.createElement("span");

@@ -8,7 +8,7 @@ const MAX_BACKOFF_MS = 30_000;
 /** Incremental SSE parser (the WHATWG rules); calls back once per complete event. */
 export class SSEParser {
   constructor({ onEvent, onId, onRetry }) {
-    this.onEvent = onEvent; // (type, dataLines, lastId)
+    this.onEvent = onEvent; // (type, dataLines, lastId, lineIds)
     this.onId = onId || (() => {}); // (lastId): an event without data moved the id
     this.onRetry = onRetry || (() => {});
     this.decoder = new TextDecoder("utf-8");
@@ -22,6 +22,7 @@ export class SSEParser {
   reset() {
     this.type = "";
     this.data = [];
+    this.lineIds = null; // logtail's `line-ids:` field (streams opened with ids=1)
   }
 
   /** Feed raw bytes (a Uint8Array); pass `done` to flush the decoder. */
@@ -54,6 +55,7 @@ export class SSEParser {
     if (value[0] === " ") value = value.slice(1);
     if (field === "data") this.data.push(value);
     else if (field === "event") this.type = value;
+    else if (field === "line-ids") this.lineIds = value;
     else if (field === "id") {
       if (value.indexOf("\0") === -1) this.idBuf = value;
     } else if (field === "retry" && /^\d+$/.test(value)) this.onRetry(Number(value));
@@ -69,19 +71,20 @@ export class SSEParser {
     }
     const type = this.type || "message";
     const data = this.data;
+    const lineIds = this.lineIds;
     this.reset();
-    this.onEvent(type, data, this.lastId);
+    this.onEvent(type, data, this.lastId, lineIds);
   }
 }
 
-function parseRetryAfter(value) {
+export function parseRetryAfter(value) {
   if (!value) return null;
   if (/^\s*\d+\s*$/.test(value)) return Number(value) * 1000;
   const when = Date.parse(value);
   return Number.isNaN(when) ? null : Math.max(0, when - Date.now());
 }
 
-async function errorMessage(res) {
+export async function errorMessage(res) {
   try {
     const body = await res.json();
     if (body && typeof body.error === "string") return body.error;
@@ -100,7 +103,7 @@ export class LogStream {
   constructor({ url, lastId = null, onLines, onNotice, onState }) {
     this.url = url;
     this.lastId = lastId;
-    this.onLines = onLines; // (lines, id)
+    this.onLines = onLines; // (lines, id, lineIds): lineIds is the `line-ids` field or null
     this.onNotice = onNotice; // (name, data)
     this.onState = onState;
     this.retryMs = 3000;
@@ -190,9 +193,9 @@ export class LogStream {
   /** Read one response to its end; returns why it ended. */
   async read(res) {
     const parser = new SSEParser({
-      onEvent: (type, data, id) => {
+      onEvent: (type, data, id, lineIds) => {
         if (id !== null) this.lastId = id;
-        if (type === "message") this.onLines(data, id);
+        if (type === "message") this.onLines(data, id, lineIds);
         else {
           let payload = {};
           try {

@@ -143,7 +143,7 @@ export class LogView {
 
   gutterChars() {
     if (this.gutter === "time") return 12;
-    return Math.max(4, String(this.model.ring.lineNo).length);
+    return Math.max(4, String(this.model.ring.maxShownNo()).length);
   }
 
   unitsOf(seq) {
@@ -222,6 +222,25 @@ export class LogView {
     this.anchor = list.length ? { seq: list.get(0), delta: -PAD } : null;
     this.notifyFollow();
     this.schedule();
+  }
+
+  /** Show entry `seq` in the middle of the viewport, and stop following there. */
+  showSeq(seq) {
+    if (this.follow) this.pauseSeq = this.model.ring.tail;
+    this.follow = false;
+    this.frozenSeq = null;
+    this.anchor = { seq, delta: -Math.max(0, Math.round((this.vh - this.rowH) / 2)) };
+    this.notifyFollow();
+    this.schedule();
+  }
+
+  /** Stop following but stay where the view is: lines added below do not move it. */
+  hold() {
+    if (!this.follow) return;
+    this.follow = false;
+    this.pauseSeq = this.model.ring.tail;
+    this.keepAnchor();
+    this.notifyFollow();
   }
 
   /** Remember what is at the top of the viewport, to keep it there while not following. */

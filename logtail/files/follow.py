@@ -5,6 +5,21 @@ was appended with positional reads, publishes complete lines as one batch to eve
 subscribed stream, and notices rotation (the path names another inode), deletion and
 truncation. It runs only while someone watches: with no subscribers it closes its
 files and stops, so an unwatched log costs nothing.
+
+The rotation gap: after a rename rotation (logrotate's `create`), the writer goes on
+writing through its old descriptor until it reopens the log, and a server whose workers
+reopen one by one (nginx after USR1) writes to both files for a while. So the old
+generation is not final at once but `retiring`: the follower keeps reading it through its
+own descriptor (on every poke, at least every `RETIRING_POLL_S`, and the watcher is told
+the file's new name) and publishes its late lines as batches of that generation, while it
+follows the new file too. Once no byte has arrived for `rotate_grace_s`, it is final.
+At most `MAX_RETIRING` generations per file are retiring at a time.
+
+Each batch's id names the stream's place in every live generation (see
+`logtail.files.position`): a stream that keeps up has read exactly what was published
+before the batch, so one id per batch serves every such stream. A read round takes the
+new file's size first, then reads the retiring files, then the new file up to that size:
+a line written to the old file before one written to the new file is published first.
 """
 
 from __future__ import annotations
@@ -21,7 +36,7 @@ from typing import Protocol
 
 from logtail.files.generation import Batch, Generation, open_generation, placeholder
 from logtail.files.lines import Lines, LineSplitter
-from logtail.files.position import IdCodec, Identity, check_at
+from logtail.files.position import IdCodec, Identity, Position, check_at
 from logtail.files.tail import line_end
 
 __all__ = ["Follower", "Subscriber"]
@@ -31,6 +46,9 @@ log = logging.getLogger("logtail.files.follow")
 CHUNK = 1024 * 1024  # one read
 BUDGET = 4 * 1024 * 1024  # read at most this much before letting other tasks run
 MAX_RETIRED = 8  # rotated generations kept open for streams still reading them
+MAX_RETIRING = 3  # rotated generations still followed for late writes, per file
+RETIRING_POLL_S = 0.5  # look at retiring files at least this often
+MAX_NAME_ENTRIES = 10_000  # directory entries looked at to find a retiring file's name
 FANOUT_MIN = 32  # from this many streams on, a follower waits a little to batch
 FANOUT_WAIT_PER_SUB = 2e-6  # plus this per stream, for work done later in its task
 FANOUT_MAX_WAIT = 0.05
@@ -51,33 +69,53 @@ class _Held:
         pass
 
 
+class _Tail:
+    """The follower's reading state in one generation."""
+
+    __slots__ = ("check", "gen", "grown", "partial_since", "scan", "splitter")
+
+    def __init__(self, gen: Generation, scan: int, check: int, max_line_bytes: int) -> None:
+        self.gen = gen
+        self.scan = scan  # read up to here (published + what the splitter holds)
+        self.check = check  # checksum of the bytes before `gen.published`
+        self.splitter = LineSplitter(max_line_bytes)
+        self.partial_since = 0.0
+        self.grown = time.monotonic()  # when bytes last arrived (a retiring file's grace)
+
+
 class Follower:
     def __init__(self, name: str, path: Path, codec: IdCodec, max_line_bytes: int,
-                 partial_line_s: float, idle_stop_s: float = 0.0) -> None:
+                 partial_line_s: float, idle_stop_s: float = 0.0, *,
+                 rotate_grace_s: float = 0.0) -> None:
         self.name = name
         self.path = path
         self.codec = codec
         self.max_line_bytes = max_line_bytes
         self.partial_line_s = partial_line_s
         self.idle_stop_s = idle_stop_s
+        self.rotate_grace_s = rotate_grace_s
         self.subs: set[Subscriber] = set()
-        self.gen: Generation | None = None
-        self.retired: deque[Generation] = deque()
+        self.cur: _Tail | None = None  # the file the path names now
+        self.retiring: list[_Tail] = []  # rotated files still written to, oldest first
+        self.retired: deque[Generation] = deque()  # every earlier generation kept open
         self.missing = False
-        self.scan = 0  # offset in `gen` read up to (published + what the splitter holds)
-        self.splitter = LineSplitter(max_line_bytes)
-        self.partial_since = 0.0
-        self.check = (0, 0)  # (offset, checksum of the bytes before it) last published
         self.rotations = 0
         self.publish_s = 0.0  # how long the last batch took to hand to every stream
         # told when the follower starts, stops, or its directories change (the watchers)
         self.on_watch_change: Callable[[Follower], None] | None = None
         self.dirs: frozenset[Path] = frozenset({path.parent})
         self.watch_names: frozenset[str] = frozenset({path.name})
+        self._names: frozenset[str] = self.watch_names  # the path's own (and its target's)
+        self._budget = BUDGET
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._idle: asyncio.TimerHandle | None = None
         self._ready = asyncio.Event()
+
+    @property
+    def gen(self) -> Generation | None:
+        """The generation the path names now (None while the file is missing)."""
+        return self.cur.gen if self.cur is not None else None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -142,9 +180,13 @@ class Follower:
                 await task
         for gen in (*self.retired, self.gen):
             if gen is not None:
+                if gen.retiring:
+                    gen.retire(gen.reason)  # nobody follows it any more
                 gen.close()
         self.retired.clear()
-        self.gen = None
+        self.retiring.clear()
+        self.cur = None
+        self._set_names()
         self._watch_changed()
         self._notify_all()
 
@@ -156,15 +198,16 @@ class Follower:
 
     def _open_at_end(self) -> None:
         """Start following: new lines from the last complete line on."""
-        self.gen = open_generation(self.path, self.codec)
-        self.missing = self.gen is None
-        self.splitter = LineSplitter(self.max_line_bytes)
-        if self.gen is None:
+        gen = open_generation(self.path, self.codec)
+        self.missing = gen is None
+        self.retiring.clear()
+        if gen is None:
+            self.cur = None
             self.retired.append(placeholder(self.path, self.codec))
         else:
-            end = line_end(self.gen.fd, self.gen.size())
-            self.gen.published = self.scan = end
-            self.check = (end, check_at(self.gen.fd, end))
+            end = line_end(gen.fd, gen.size())
+            gen.published = end
+            self.cur = _Tail(gen, end, check_at(gen.fd, end), self.max_line_bytes)
             self._update_dirs()
 
     async def _run(self) -> None:
@@ -173,11 +216,8 @@ class Follower:
         finally:
             self._ready.set()
         while True:
-            timeout = None
-            if self.splitter.pending:
-                timeout = max(0.0, self.partial_since + self.partial_line_s - time.monotonic())
             try:
-                async with asyncio.timeout(timeout):
+                async with asyncio.timeout(self._timeout()):
                     await self._wake.wait()
             except TimeoutError:
                 self._flush_partial()
@@ -197,55 +237,87 @@ class Follower:
                 self._wake.set()
                 await asyncio.sleep(0)
 
+    def _timeout(self) -> float | None:
+        """Until an unfinished line is due, or the retiring files are looked at again."""
+        due: list[float] = [t.partial_since + self.partial_line_s
+                            for t in self._tails() if t.splitter.pending]
+        now = time.monotonic()
+        if self.retiring:
+            due.append(now + RETIRING_POLL_S)
+            due.extend(t.grown + self.rotate_grace_s for t in self.retiring)
+        return max(0.0, min(due) - now) if due else None
+
+    def _tails(self) -> list[_Tail]:
+        return [*self.retiring, self.cur] if self.cur is not None else list(self.retiring)
+
     def sync(self) -> bool:
         """Read what is new; switch generations on rotation. True if more remains to read."""
+        self._budget = BUDGET
         try:
             st: os.stat_result | None = os.stat(self.path)
         except (FileNotFoundError, NotADirectoryError):
             st = None
-        gen = self.gen
-        if gen is not None:
-            if self._read(gen):
+        if self.cur is not None:
+            if self._read_all(self.cur):
                 return True
-            if st is None or Identity.of(st) != gen.identity:
-                self._retire(gen, "deleted" if st is None else "replaced")
-        if self.gen is None:
+            cur = self.cur  # (a new one, if it was truncated)
+            if st is None or Identity.of(st) != cur.gen.identity:
+                self._retire(cur, "replaced" if st is not None or _linked(cur.gen) else "deleted")
+        elif self._read_retiring():
+            return True
+        if self.cur is None:
             return self._open_next(st)
         return False
 
-    def _read(self, gen: Generation) -> bool:
-        if gen.size() < self.scan or not self._unchanged(gen):
-            self._truncate(gen)
-            gen = self.gen  # type: ignore[assignment]
-            assert gen is not None
-        budget = BUDGET
-        while budget > 0:
-            data = gen.read(self.scan, CHUNK)
+    def _read_all(self, cur: _Tail) -> bool:
+        """The retiring files, then the current one up to the size it had before them."""
+        if cur.gen.size() < cur.scan or not self._unchanged(cur):
+            cur = self._truncate(cur)
+        if not self.retiring:
+            return self._read(cur)
+        limit = cur.gen.size()
+        return self._read_retiring() or self._read(cur, limit) or cur.gen.size() > cur.scan
+
+    def _read_retiring(self) -> bool:
+        """Late lines of rotated files; a file quiet for the grace period ends."""
+        now = time.monotonic()
+        for tail in list(self.retiring):
+            if self._read(tail):
+                return True
+            if now - tail.grown >= self.rotate_grace_s:
+                self._end_retiring(tail)
+        return False
+
+    def _read(self, tail: _Tail, limit: int | None = None) -> bool:
+        gen = tail.gen
+        while self._budget > 0:
+            size = CHUNK if limit is None else min(CHUNK, limit - tail.scan)
+            data = gen.read(tail.scan, size)
             if not data:
                 return False
-            was_pending = self.splitter.pending
-            self.scan += len(data)
-            budget -= len(data)
-            lines = self.splitter.feed(data)
+            was_pending = tail.splitter.pending
+            tail.scan += len(data)
+            self._budget -= len(data)
+            tail.grown = time.monotonic()
+            lines = tail.splitter.feed(data)
             if lines is not None:
-                self._publish(gen, lines, self.scan - self.splitter.pending)
-            if self.splitter.pending and (lines is not None or not was_pending):
-                self.partial_since = time.monotonic()
+                self._publish(tail, lines, tail.scan - tail.splitter.pending)
+            if tail.splitter.pending and (lines is not None or not was_pending):
+                tail.partial_since = tail.grown
             if len(data) < CHUNK:
                 return False
         return True
 
-    def _unchanged(self, gen: Generation) -> bool:
+    def _unchanged(self, tail: _Tail) -> bool:
         """The bytes before `published` are still those we read: a copytruncate followed by
         fast writes can regrow the file past our offset before we look at its size."""
-        offset, check = self.check
-        return offset != gen.published or offset == 0 or check_at(gen.fd, offset) == check
+        offset = tail.gen.published
+        return offset == 0 or check_at(tail.gen.fd, offset) == tail.check
 
-    def _publish(self, gen: Generation, lines: Lines, end: int) -> None:
-        check = check_at(gen.fd, end)
-        self.check = (end, check)
-        batch = Batch(gen, gen.published, end, lines, gen.lines,
-                      self.codec.format(gen.identity, end, check))
+    def _publish(self, tail: _Tail, lines: Lines, end: int) -> None:
+        gen = tail.gen
+        tail.check = check_at(gen.fd, end)
+        batch = Batch(gen, gen.published, end, lines, gen.lines, self._batch_id(tail, end))
         gen.published = end
         gen.lines += lines.count
         t0 = time.perf_counter()
@@ -255,41 +327,78 @@ class Follower:
         # batch waits as long, so under load the loop spends at most half its time here
         self.publish_s = time.perf_counter() - t0 + len(self.subs) * FANOUT_WAIT_PER_SUB
 
+    def _batch_id(self, tail: _Tail, end: int) -> str:
+        """Where a stream that has read everything published so far stands after the batch:
+        in every live generation, when some are retiring."""
+        if not self.retiring:
+            return self.codec.format(tail.gen.identity, end, tail.check)
+        return self.codec.format_all([
+            Position(t.gen.identity, end if t is tail else t.gen.published, t.check)
+            for t in self._tails()])
+
     def _flush_partial(self) -> None:
         """A line that has waited `partial_line_s` for its newline goes out as it is."""
-        if self.gen is not None and self.splitter.pending:
-            lines = self.splitter.flush()
-            if lines is not None:
-                self._publish(self.gen, lines, self.scan)
+        now = time.monotonic()
+        for tail in self._tails():
+            if tail.splitter.pending and now >= tail.partial_since + self.partial_line_s:
+                self._flush(tail)
+
+    def _flush(self, tail: _Tail) -> None:
+        lines = tail.splitter.flush()
+        if lines is not None:
+            self._publish(tail, lines, tail.scan)
 
     # -- generations -----------------------------------------------------------------------
 
-    def _retire(self, gen: Generation, reason: str) -> None:
-        lines = self.splitter.flush()
-        if lines is not None:
-            self._publish(gen, lines, self.scan)
-        gen.retire(reason)
-        self.retired.append(gen)
-        while len(self.retired) > MAX_RETIRED:
-            self.retired.popleft().close()
-        self.gen = None
+    def _retire(self, tail: _Tail, reason: str) -> None:
+        gen = tail.gen
+        self.cur = None
+        if reason == "replaced" and self.rotate_grace_s > 0 and not gen.closed:
+            # renamed: its writer may not have reopened the log yet
+            gen.begin_retiring(reason)
+            tail.grown = time.monotonic()
+            self.retiring.append(tail)
+            if len(self.retiring) > MAX_RETIRING:
+                self._end_retiring(self.retiring[0])
+        else:
+            self._flush(tail)
+            gen.retire(reason)
+        self._keep(gen)
+        self._set_names()
         self.rotations += 1
         log.info("%s: %s (%s)", self.name, reason, self.path)
         self._notify_all()
 
-    def _truncate(self, gen: Generation) -> None:
-        """copytruncate: same inode, new content from offset 0."""
-        self.splitter = LineSplitter(self.max_line_bytes)
-        gen.retire("truncated")
-        nxt = Generation(os.dup(gen.fd), gen.identity, gen.path, self.codec)
+    def _end_retiring(self, tail: _Tail) -> None:
+        """Quiet for the grace period (or one retiring file too many): final now."""
+        self._flush(tail)
+        self.retiring.remove(tail)
+        tail.gen.retire(tail.gen.reason)
+        self._set_names()
+        self._notify_all()
+
+    def _keep(self, gen: Generation) -> None:
         self.retired.append(gen)
         while len(self.retired) > MAX_RETIRED:
-            self.retired.popleft().close()
+            old = self.retired.popleft()
+            for tail in self.retiring:
+                if tail.gen is old:
+                    self._end_retiring(tail)
+                    break
+            old.close()
+
+    def _truncate(self, tail: _Tail) -> _Tail:
+        """copytruncate: same inode, new content from offset 0."""
+        gen = tail.gen
+        gen.retire("truncated")
+        nxt = Generation(os.dup(gen.fd), gen.identity, gen.path, self.codec)
+        self._keep(gen)
         gen.link(nxt)
-        self.gen, self.scan, self.check = nxt, 0, (0, 0)
+        self.cur = _Tail(nxt, 0, 0, self.max_line_bytes)
         self.rotations += 1
         log.info("%s: truncated (%s)", self.name, self.path)
         self._notify_all()
+        return self.cur
 
     def _open_next(self, st: os.stat_result | None) -> bool:
         nxt = open_generation(self.path, self.codec) if st is not None else None
@@ -299,14 +408,12 @@ class Follower:
                 self._notify_all()
             return False
         self.missing = False
-        self.splitter = LineSplitter(self.max_line_bytes)
-        self.scan, self.check = 0, (0, 0)
         if self.retired:
             self.retired[-1].link(nxt)
-        self.gen = nxt
+        self.cur = _Tail(nxt, 0, 0, self.max_line_bytes)
         self._update_dirs()
         self._notify_all()
-        return self._read(nxt)
+        return self._read_all(self.cur)
 
     def _update_dirs(self) -> None:
         """Watch the directory of a symlink's target too, so its writes are seen at once."""
@@ -315,10 +422,21 @@ class Follower:
             real = Path(os.path.realpath(self.path))
             dirs.add(real.parent)
             names.add(real.name)
-        self.watch_names = frozenset(names)
+        self._names = frozenset(names)
+        self._set_names()
         if dirs != self.dirs:
             self.dirs = frozenset(dirs)
             self._watch_changed()
+
+    def _set_names(self) -> None:
+        """The watcher pokes for these names: the path's, and the names the retiring files
+        have now (`app.log.1`), found by inode; those not found are polled."""
+        names = set(self._names)
+        if self.retiring:
+            wanted = {t.gen.identity for t in self.retiring}
+            for directory in self.dirs:
+                names.update(_names_of(directory, wanted))
+        self.watch_names = frozenset(names)
 
     def _watch_changed(self) -> None:
         if self.on_watch_change is not None:
@@ -331,11 +449,11 @@ class Follower:
     # -- for streams -----------------------------------------------------------------------
 
     def lag_bytes(self) -> int:
-        """Bytes written to the file that the follower has not read yet."""
-        if self.gen is None or self._task is None:
+        """Bytes written to the followed files that the follower has not read yet."""
+        if self._task is None:
             return 0
         try:
-            return max(0, self.gen.size() - self.scan)
+            return sum(max(0, t.gen.size() - t.scan) for t in self._tails())
         except OSError:
             return 0
 
@@ -346,8 +464,35 @@ class Follower:
             gens.append(self.gen)
         return gens
 
+    def retiring_generations(self) -> list[Generation]:
+        """Rotated generations still followed for late writes, oldest first."""
+        return [t.gen for t in self.retiring]
+
     def latest(self) -> Generation:
         """Where a new stream starts: the current file, or the end of the last one."""
-        if self.gen is not None:
-            return self.gen
+        if self.cur is not None:
+            return self.cur.gen
         return self.retired[-1]
+
+
+def _linked(gen: Generation) -> bool:
+    """The file still has a name somewhere: moved away (rotated), not deleted."""
+    try:
+        return os.fstat(gen.fd).st_nlink > 0
+    except OSError:
+        return False
+
+
+def _names_of(directory: Path, wanted: set[Identity]) -> set[str]:
+    """Names in `directory` of the files with these identities (a bounded look)."""
+    inodes = {i.ino for i in wanted}
+    found: set[str] = set()
+    with contextlib.suppress(OSError), os.scandir(directory) as it:
+        for i, entry in enumerate(it):
+            if i >= MAX_NAME_ENTRIES:
+                break
+            if entry.inode() in inodes:
+                with contextlib.suppress(OSError):
+                    if Identity.of(entry.stat(follow_symlinks=False)) in wanted:
+                        found.add(entry.name)
+    return found

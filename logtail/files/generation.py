@@ -1,9 +1,15 @@
 """A generation is one life of a followed file, and a batch is a run of its lines.
 
 A generation holds an open descriptor on one inode, so it can be read to its end after
-the file was renamed or deleted. It ends (`final`) on rotation, deletion or truncation,
-and links to the generation that came next, with the reason: that chain is what lets a
-stream cross a rotation without losing or repeating a line.
+the file was renamed or deleted. It ends (`final`) on deletion or truncation, and links to
+the generation that came next, with the reason: that chain is what lets a stream cross a
+rotation without losing or repeating a line.
+
+A rename rotation does not end it at once: the writer may keep writing through its old
+descriptor until it reopens the log (nginx's workers reopen one by one after USR1), so
+the generation is first `retiring`: a newer one follows it, streams cross to that one,
+and the follower still publishes what arrives here until the file stays quiet for
+`watch.rotate_grace_s`. Then it is final.
 """
 
 from __future__ import annotations
@@ -15,15 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from logtail.files.lines import Lines
-from logtail.files.position import IdCodec, Identity, check_at
+from logtail.files.position import IdCodec, Identity, Position, check_at
 
 __all__ = ["Batch", "Generation", "file_status", "open_generation", "placeholder",
            "unreadable_reason"]
 
 
 class Generation:
-    __slots__ = ("_final", "_next", "_reason", "_successor", "closed", "codec", "fd",
-                 "identity", "lines", "on_close", "path", "published", "transient")
+    __slots__ = ("_final", "_next", "_reason", "_retiring", "_successor", "closed", "codec",
+                 "fd", "identity", "lines", "on_close", "path", "published", "transient")
 
     def __init__(self, fd: int, identity: Identity, path: Path, codec: IdCodec,
                  published: int = 0) -> None:
@@ -34,6 +40,7 @@ class Generation:
         self.published = published  # offset up to which lines were published
         self.lines = 0  # lines published by this process (exact counts for `dropped`)
         self._final = False
+        self._retiring = False
         self._next: Generation | None = None
         self._reason = ""
         self.closed = False
@@ -52,17 +59,32 @@ class Generation:
         return self._final
 
     @property
+    def retiring(self) -> bool:
+        """Rotated, yet still followed: late writes through old descriptors are published
+        here while streams already read the generation after it."""
+        return self._retiring and not self._final
+
+    @property
+    def ended(self) -> bool:
+        """Final or retiring: a stream that has read it to `published` moves on to `next`."""
+        return self._final or self._retiring
+
+    @property
     def reason(self) -> str:
         """Why it ended: `replaced`, `deleted`, `truncated` or `missing`."""
         return self._reason
 
     @property
     def next(self) -> Generation | None:
-        """The generation that came after this final one, once known."""
+        """The generation that came after this one (final or retiring), once known."""
         return self._next
 
     def retire(self, reason: str) -> None:
         self._final, self._reason = True, reason
+
+    def begin_retiring(self, reason: str) -> None:
+        """Rotated away, but the old descriptors may still write: `retire` ends it later."""
+        self._retiring, self._reason = True, reason
 
     def link(self, nxt: Generation) -> None:
         """`nxt` came after this one (kept if a successor is already known)."""
@@ -83,11 +105,17 @@ class Generation:
         return -1 if self.closed or self.fd < 0 else os.fstat(self.fd).st_size
 
     def event_id(self, offset: int) -> str:
-        check = 0 if self.closed or self.fd < 0 else check_at(self.fd, offset)
-        return self.codec.format(self.identity, offset, check)
+        return self.codec.format(self.identity, offset, self.check(offset))
+
+    def position(self, offset: int) -> Position:
+        return Position(self.identity, offset, self.check(offset))
+
+    def check(self, offset: int) -> int:
+        """Checksum of the bytes before `offset` (0 once closed)."""
+        return 0 if self.closed or self.fd < 0 else check_at(self.fd, offset)
 
     def following(self) -> Generation | None:
-        """The generation after this final one, opened now if it is opened lazily."""
+        """The generation after this one, opened now if it is opened lazily."""
         if self._next is None and self._successor is not None:
             make, self._successor = self._successor, None
             self._next = make()

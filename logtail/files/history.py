@@ -23,7 +23,8 @@ from pathlib import Path
 
 from logtail.files.rotated import rotated_name
 
-__all__ = ["KEY_BYTES", "Source", "content_key", "history", "read_chunks"]
+__all__ = ["KEY_BYTES", "Source", "content_key", "fd_chunks", "fd_key", "head_key", "history",
+           "matches_key", "open_again", "open_source", "read_chunks", "size_hint"]
 
 KEY_BYTES = 4096  # at most this much of a generation's start names it
 CHUNK = 1024 * 1024
@@ -87,33 +88,65 @@ def read_chunks(src: Source, start: int = 0, limit: int | None = None,
     """The generation's (decompressed) bytes from `start`, in chunks of at most `chunk`,
     at most `limit` bytes in all. Blocking: run it in a thread, a chunk at a time.
     A corrupt `.gz` raises `zlib.error` (or EOFError when cut short) where it breaks."""
-    remaining = limit if limit is not None else 1 << 62
     fd = os.open(src.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
     try:
-        if not src.compressed:
-            pos = start
-            while remaining > 0:
-                data = os.pread(fd, min(chunk, remaining), pos)
-                if not data:
-                    return
-                pos += len(data)
-                remaining -= len(data)
-                yield data
-            return
-        skip = start
-        for data in _gunzip(fd, chunk):
-            if skip:
-                if len(data) <= skip:
-                    skip -= len(data)
-                    continue
-                data, skip = data[skip:], 0
-            data = data[:remaining]
-            remaining -= len(data)
-            yield data
-            if remaining <= 0:
-                return
+        yield from fd_chunks(fd, src.compressed, start, limit, chunk)
     finally:
         os.close(fd)
+
+
+def open_source(src: Source) -> int:
+    """A descriptor on `src` itself: never through a symlink, and only while its name still
+    names the same file (a rotation may have moved it on): OSError otherwise."""
+    fd = os.open(src.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        st = os.fstat(fd)
+        if st.st_ino != src.inode or not stat.S_ISREG(st.st_mode):
+            raise FileNotFoundError(f"{src.name} was rotated away")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def open_again(log: Path, src: Source) -> tuple[Source, int]:
+    """`src` of `log`'s history, opened; found again by its inode if a rotation renamed it
+    since the history was listed. OSError if it is gone."""
+    try:
+        return src, open_source(src)
+    except OSError:
+        for again in history(log):
+            if again.inode == src.inode and again.compressed == src.compressed:
+                return again, open_source(again)
+        raise
+
+
+def fd_chunks(fd: int, compressed: bool, start: int = 0, limit: int | None = None,
+              chunk: int = CHUNK) -> Iterator[bytes]:
+    """`read_chunks` on a descriptor the caller owns (and closes)."""
+    remaining = limit if limit is not None else 1 << 62
+    if not compressed:
+        pos = start
+        while remaining > 0:
+            data = os.pread(fd, min(chunk, remaining), pos)
+            if not data:
+                return
+            pos += len(data)
+            remaining -= len(data)
+            yield data
+        return
+    skip = start
+    for data in _gunzip(fd, chunk):
+        if skip:
+            if len(data) <= skip:
+                skip -= len(data)
+                continue
+            data, skip = data[skip:], 0
+        data = data[:remaining]
+        remaining -= len(data)
+        yield data
+        if remaining <= 0:
+            return
 
 
 def _gunzip(fd: int, chunk: int) -> Iterator[bytes]:
@@ -149,7 +182,31 @@ def content_key(src: Source, k: int = KEY_BYTES) -> str:
     head = b""
     for data in read_chunks(src, 0, k, chunk=max(k, 1)):
         head += data
+    return head_key(head)
+
+
+def head_key(head: bytes) -> str:
+    """The key of a generation that starts with `head` (its first KEY_BYTES at most)."""
     return f"{len(head):x}.{hashlib.blake2b(head, digest_size=8).hexdigest()}"
+
+
+def fd_key(fd: int, compressed: bool, k: int = KEY_BYTES) -> str:
+    """`content_key` of the generation open on `fd`."""
+    head = b""
+    for data in fd_chunks(fd, compressed, 0, k, chunk=max(k, 1)):
+        head += data
+    return head_key(head)
+
+
+def size_hint(fd: int, src: Source) -> int:
+    """The decompressed size, for progress: exact for a plain file; for a `.gz`, what its
+    trailer says (the last member's size mod 4 GiB: an estimate, never trusted)."""
+    if not src.compressed:
+        return src.size
+    if src.size < 18:
+        return 0
+    tail = os.pread(fd, 4, src.size - 4)
+    return int.from_bytes(tail, "little") if len(tail) == 4 else 0
 
 
 def matches_key(src: Source, key: str) -> bool:

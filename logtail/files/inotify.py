@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 from collections.abc import Callable
@@ -19,7 +20,9 @@ from pathlib import Path
 
 from inotify_simple import INotify, flags, parse_events
 
-__all__ = ["InotifyHub"]
+from logtail.files.dirwatch import BaseWatcher, identity
+
+__all__ = ["InotifyDirectoryWatcher", "InotifyHub"]
 
 log = logging.getLogger("logtail.files.inotify")
 
@@ -27,10 +30,13 @@ MASK = (flags.MODIFY | flags.CREATE | flags.DELETE | flags.MOVED_FROM | flags.MO
         | flags.CLOSE_WRITE | flags.ATTRIB | flags.DELETE_SELF | flags.MOVE_SELF
         | flags.ONLYDIR)
 GONE = flags.IGNORED | flags.DELETE_SELF | flags.MOVE_SELF
+ENTRY = flags.CREATE | flags.DELETE | flags.MOVED_FROM | flags.MOVED_TO | flags.ATTRIB
+# (names that changed, entries that came, went or changed attributes); None: all of them
+Callback = Callable[[set[str] | None, set[str] | None], None]
 
 
 class InotifyHub:
-    """Directories to watch, each with a callback given the names that changed (None: all)."""
+    """Directories to watch, each with a callback given what changed in it."""
 
     def __init__(self) -> None:
         self._inotify = INotify(nonblocking=True)
@@ -38,20 +44,20 @@ class InotifyHub:
         self._loop.add_reader(self._inotify.fileno(), self._on_readable)
         self._wd: dict[int, Path] = {}
         self._dirs: dict[Path, int] = {}
-        self._callbacks: dict[Path, Callable[[set[str] | None], None]] = {}
-        self.restarts = 0
+        self._callbacks: dict[Path, Callback] = {}
 
-    def watch(self, directory: Path, callback: Callable[[set[str] | None], None]) -> bool:
-        """Watch `directory`; False if it does not exist (yet): call again later."""
+    def watch(self, directory: Path, callback: Callback) -> bool:
+        """Watch `directory`; False if it does not exist (yet) or may not be read: call
+        again later. Any other failure (no watches left) raises OSError."""
         self._callbacks[directory] = callback
         if directory in self._dirs:
             return True
         try:
             wd = self._inotify.add_watch(directory, MASK)
         except OSError as e:
-            if e.errno not in (2, 20):  # ENOENT, ENOTDIR: it may appear later
-                log.warning("cannot watch %s: %s", directory, e)
-            return False
+            if e.errno in (errno.ENOENT, errno.ENOTDIR, errno.EACCES):  # it may change
+                return False
+            raise
         self._wd[wd] = directory
         self._dirs[directory] = wd
         return True
@@ -79,7 +85,7 @@ class InotifyHub:
             data = os.read(self._inotify.fileno(), 256 * 1024)
         except BlockingIOError:
             return
-        changed: dict[Path, set[str] | None] = {}
+        changed: dict[Path, tuple[set[str], set[str]] | None] = {}
         for ev in parse_events(data):
             if ev.mask & flags.Q_OVERFLOW:  # events were lost: everyone looks
                 changed = dict.fromkeys(self._callbacks)
@@ -89,16 +95,17 @@ class InotifyHub:
                 continue
             if ev.mask & GONE:
                 self._forget(ev.wd)
-                self.restarts += 1
                 changed[directory] = None
                 continue
-            names = changed.setdefault(directory, set())
-            if names is not None:
-                names.add(ev.name)
-        for directory, names in changed.items():
+            got = changed.setdefault(directory, (set(), set()))
+            if got is not None:
+                got[0].add(ev.name)
+                if ev.mask & ENTRY:
+                    got[1].add(ev.name)
+        for directory, got in changed.items():
             cb = self._callbacks.get(directory)
             if cb is not None:
-                cb(names)
+                cb(*(got or (None, None)))
 
     def _forget(self, wd: int) -> None:
         directory = self._wd.pop(wd, None)
@@ -106,77 +113,54 @@ class InotifyHub:
             del self._dirs[directory]
 
 
-class InotifyDirectoryWatcher:
-    """One directory on the shared InotifyHub, with the same face as the watchfiles one.
+class InotifyDirectoryWatcher(BaseWatcher):
+    """One directory on the shared InotifyHub.
 
     A timer is the safety net: every `safety_s` it pokes the followers anyway (writes that
-    inotify cannot see, e.g. on network filesystems) and re-watches a directory that was
-    deleted or replaced.
+    inotify cannot see, e.g. on network filesystems) and watches again a directory that
+    was deleted, replaced, or could not be watched.
     """
 
     def __init__(self, directory: Path, safety_s: float, hub: InotifyHub) -> None:
-        self.directory = directory
+        super().__init__(directory)
         self.safety_s = safety_s
         self.hub = hub
-        self.followers: set = set()
-        self.restarts = 0
-        self.alive = True
         self._identity: tuple[int, int] | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
 
     def start(self) -> None:
         self._arm()
-        self._task = asyncio.get_running_loop().create_task(
-            self._safety_net(), name=f"logtail-inotify-{self.directory}")
-        self._task.add_done_callback(self._ended)
+        super().start()
 
-    def _ended(self, task: asyncio.Task[None]) -> None:
-        if not self._stopping:
-            self.alive = False
-            log.error("watcher for %s stopped unexpectedly", self.directory)
-
-    async def stop(self) -> None:
-        self._stopping = True
+    def _halt(self) -> None:
         self.hub.unwatch(self.directory)
-        if self._task is not None:
-            task, self._task = self._task, None
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
-    def poke_all(self) -> None:
-        for f in self.followers:
-            f.poke()
-
-    def _arm(self) -> None:
-        try:
-            st = os.stat(self.directory)
-            ident: tuple[int, int] | None = (st.st_dev, st.st_ino)
-        except OSError:
-            ident = None
-        if ident != self._identity and self.hub.watching(self.directory):
-            self.hub.unwatch(self.directory)  # replaced: the old watch points at the old one
-        if ident is not None and self.hub.watch(self.directory, self._changed):
-            if self._identity is not None and ident != self._identity:
-                self.restarts += 1
-            self._identity = ident
-            loop = asyncio.get_running_loop()
-            loop.call_soon(self.poke_all)  # writes made before the watch was set
-        else:
-            self._identity = None
-
-    def _changed(self, names: set[str] | None) -> None:
-        if names is None:
-            self.poke_all()
-            asyncio.get_running_loop().call_soon(self._arm)
-            return
-        for f in self.followers:
-            if not names.isdisjoint(f.watch_names):
-                f.poke()
-
-    async def _safety_net(self) -> None:
+    async def _run(self) -> None:
         while True:
             await asyncio.sleep(self.safety_s)
             self.poke_all()
             self._arm()
+
+    def _arm(self) -> None:
+        """Watch the directory as it is now; a new watch means anything may have changed."""
+        ident = identity(self.directory)
+        was = self._identity
+        if ident != was and self.hub.watching(self.directory):
+            self.hub.unwatch(self.directory)  # replaced: the old watch points at the old one
+        try:
+            armed = ident is not None and self.hub.watch(self.directory, self._changed)
+        except OSError as e:
+            self._failed(e)
+            armed = False
+        self._identity = ident if armed else None
+        if armed:
+            self._ran()
+            if was is not None and ident != was:
+                self.restarts += 1
+        if self._identity != was:
+            # a fresh watch (changes before it were not seen), or the directory went
+            asyncio.get_running_loop().call_soon(self.tell_all)
+
+    def _changed(self, names: set[str] | None, entries: set[str] | None) -> None:
+        self.tell(names, entries)
+        if names is None:
+            asyncio.get_running_loop().call_soon(self._arm)

@@ -7,6 +7,12 @@ gives (`app.log.1`, `app.log-20250101`; see `logtail.files.rotated`), and read o
 offset. A resume through several rotated files opens them one at a time, as the stream
 reaches each, from a budget of descriptors shared by all streams. Anything that cannot
 be honoured becomes a `reset` with the reason.
+
+An id made during a rotation's grace period names a place in each generation the stream
+still followed (see `logtail.files.follow`): the last is resolved as above, the others
+are found the same way (held by the follower, else on disk, opened at once and read to
+their end) and the stream goes on in each. One of those that is gone cannot be read: the
+stream is told (`Resumed.gone`).
 """
 
 from __future__ import annotations
@@ -14,7 +20,8 @@ from __future__ import annotations
 import os
 import resource
 import stat
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from logtail.files.follow import Follower
@@ -33,6 +40,15 @@ class Resumed:
     gen: Generation
     offset: int
     pending_bytes: int  # what is left to send from the resume point to the present
+    older: list[tuple[Generation, int]] = field(default_factory=list)  # rotated files still
+    # followed when the id was made (before `gen`), and the place in each
+    gone: int = 0  # of those, how many no longer exist (what they got late is unknown)
+
+    def close(self) -> None:
+        """Give back the rotated files opened for this resume alone, when it is not used."""
+        for gen in (*(g for g, _ in self.older), self.gen):
+            if gen.transient:
+                gen.close()
 
 
 class FdBudget:
@@ -63,8 +79,26 @@ class _Sibling:
     size: int
 
 
-def resolve(pos: Position, follower: Follower, budget: FdBudget) -> Resumed | str:
-    """Where a stream resumes, or why it cannot."""
+def resolve(positions: Sequence[Position], follower: Follower,
+            budget: FdBudget) -> Resumed | str:
+    """Where a stream resumes, or why it cannot. `positions` are an id's, oldest first."""
+    *older, last = positions
+    found = _resolve(last, follower, budget, {p.identity for p in older})
+    if isinstance(found, str):
+        return found
+    for pos in older:
+        gen = _find(pos, follower, budget)
+        if gen is None:
+            found.gone += 1
+        elif gen is not found.gen and all(g is not gen for g, _ in found.older):
+            found.older.append((gen, pos.offset))
+            found.pending_bytes += max(0, gen.published - pos.offset)
+    return found
+
+
+def _resolve(pos: Position, follower: Follower, budget: FdBudget,
+             skip: set[Identity]) -> Resumed | str:
+    """The place the stream reads on from (lines after it are newer than `skip`'s)."""
     gens = follower.generations()
     for gen in reversed(gens):
         if gen.identity != pos.identity:
@@ -72,13 +106,14 @@ def resolve(pos: Position, follower: Follower, budget: FdBudget) -> Resumed | st
         if pos.offset <= max(gen.published, gen.size()) and matches(gen.fd, pos):
             pending = sum(g.published for g in gens[gens.index(gen) :]) - pos.offset
             return Resumed(gen, pos.offset, pending)
-    chain = _scan(follower.path, pos.identity, {g.identity for g in gens})
+    chain = _scan(follower.path, pos.identity, {g.identity for g in gens} | skip)
     if not chain:
         return "the file this id names is gone"
     if not budget.take():
         return "too many rotated files are open for resumes right now; try again later"
     first = _open(chain[0], follower.path, follower.codec, budget)
     if first is None:
+        budget.give()
         return "the rotated file this id names could not be opened"
     if pos.offset > first.published or not matches(first.fd, pos):
         first.close()
@@ -86,6 +121,28 @@ def resolve(pos: Position, follower: Follower, budget: FdBudget) -> Resumed | st
     _link(first, chain[1:], gens[0] if gens else follower.latest(), follower, budget)
     pending = sum(s.size for s in chain) - pos.offset + sum(g.published for g in gens)
     return Resumed(first, pos.offset, pending)
+
+
+def _find(pos: Position, follower: Follower, budget: FdBudget) -> Generation | None:
+    """An older generation an id names, still held by the follower or on disk (opened
+    alone, final at its present size), or None when it is gone or changed."""
+    gens = follower.generations()
+    for gen in gens:
+        if (gen.identity == pos.identity and pos.offset <= max(gen.published, gen.size())
+                and matches(gen.fd, pos)):
+            return gen
+    chain = _scan(follower.path, pos.identity, {g.identity for g in gens})
+    if not chain or not budget.take():
+        return None
+    opened = _open(chain[0], follower.path, follower.codec, budget)
+    if opened is None:
+        budget.give()
+        return None
+    if pos.offset > opened.published or not matches(opened.fd, pos):
+        opened.close()
+        return None
+    opened.retire("replaced")
+    return opened
 
 
 def matches(fd: int, pos: Position) -> bool:

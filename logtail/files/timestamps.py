@@ -21,7 +21,8 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 
-__all__ = ["TimeError", "find_time", "line_time", "parse_moment"]
+__all__ = ["TIME_PROBE", "TimeError", "find_time", "line_time", "next_line_start",
+           "parse_moment", "shows_time", "since_offset"]
 
 MONTHS = {m: i for i, m in enumerate(
     ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1)}
@@ -33,6 +34,7 @@ CLF = re.compile(rb"\[(\d{2})/([A-Z][a-z]{2})/(\d{4}):(\d{2}):(\d{2}):(\d{2}) ([
 EPOCH = re.compile(rb"(\d{10}|\d{13})(?:\.(\d{1,6}))?(?!\d)")
 JSON_KEYS = ("ts", "time", "timestamp", "@timestamp")
 PROBE_BYTES = 64 * 1024  # how far a probe reads for a line with a time
+TIME_PROBE = 1024 * 1024  # a file whose first MiB shows no time is taken to have none
 DURATION = re.compile(r"(\d{1,9})([smhdw])")
 DURATIONS = re.compile(r"(?:\d{1,9}[smhdw])+")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -209,3 +211,29 @@ def _line_start(fd: int, pos: int, end: int) -> int:
             return pos + nl + 1
         pos += len(chunk)
     return end
+
+
+def shows_time(fd: int, end: int) -> bool | None:
+    """Whether a line in the first TIME_PROBE bytes of [0, end) shows a time; None when
+    there is no line there at all (an empty file is not one without timestamps). Bounded:
+    deciding that a huge file has no timestamps does not read all of it."""
+    if end <= 0:
+        return None
+    return _next_time(fd, 0, min(end, TIME_PROBE), line_time) is not None
+
+
+def since_offset(fd: int, end: int, moment: float, max_bytes: int) -> tuple[int, int]:
+    """Where reading [0, end) from `moment` on starts, and the bytes skipped to keep it
+    within `max_bytes` of `end` (the start then moves up to the first line start past
+    `end - max_bytes`). A file without times starts at its beginning."""
+    found = find_time(fd, 0, end, moment) if shows_time(fd, end) else None
+    start = 0 if found is None else found
+    if end - start <= max_bytes:
+        return start, 0
+    bound = next_line_start(fd, end - max_bytes, end)
+    return bound, bound - start
+
+
+def next_line_start(fd: int, pos: int, end: int) -> int:
+    """The first line start at or after `pos` (`end` if none before it)."""
+    return _line_start(fd, pos, end)

@@ -1,10 +1,14 @@
-"""Directory watchers: ONE `watchfiles.awatch` per watched directory, shared by followers.
+"""Directory watchers: ONE per watched directory per worker, shared by followers and globs.
 
 Watching the directory (not the file) keeps working across rename, delete and recreate;
-each change pokes only the followers whose file name changed. The same loop is the
-safety net: every `safety_s` without events it pokes every follower, so a write that
-inotify missed (network filesystems, a directory replaced) is still read. A watcher runs
-only while some follower in its directory is active: no one watching, nothing polls.
+each change pokes only the followers whose file name changed, and tells the directory's
+listeners (globs) when entries came or went. The same loop is the safety net: every
+`safety_s` without events it pokes every follower, so a write that inotify missed
+(network filesystems, a directory replaced) is still read. A directory is watched only
+while an active follower or a glob needs it.
+
+This module holds the registry and the portable backend (`watchfiles.awatch`); on Linux
+the registry prefers `logtail.files.inotify`. Both share `logtail.files.dirwatch`.
 """
 
 from __future__ import annotations
@@ -15,78 +19,57 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from watchfiles import awatch
+from watchfiles import Change, awatch
 
 from logtail.config import WatchConfig
+from logtail.files.dirwatch import MAX_FAILURES, BaseWatcher, Listener, identity
 from logtail.files.follow import Follower
 
-__all__ = ["DirectoryWatcher", "WatchRegistry"]
+if TYPE_CHECKING:
+    from logtail.files.inotify import InotifyHub
+
+__all__ = ["MAX_FAILURES", "DirectoryWatcher", "WatchRegistry"]
 
 log = logging.getLogger("logtail.files.watch")
-MAX_FAILURES = 3  # failed starts in a row before a watcher counts as dead (healthz fails)
 
 
-class DirectoryWatcher:
+class DirectoryWatcher(BaseWatcher):
+    """The watchfiles backend: a Rust loop that checks every `step_ms`."""
+
+    STOP_GRACE_S = 2.0
+
     def __init__(self, directory: Path, cfg: WatchConfig) -> None:
-        self.directory = directory
+        super().__init__(directory)
         self.cfg = cfg
-        self.followers: set[Follower] = set()
-        self.restarts = 0
-        self.failures = 0  # failed starts since the last time the watcher ran
-        self.alive = True  # False after MAX_FAILURES failures in a row, or if the task died
-        self._stop = asyncio.Event()
-        self._stop_asked = False  # awatch sets `_stop` itself when cancelled: not the same
-        self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()  # awatch's own stop signal (it sets it when cancelled)
 
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(
-            self._run(), name=f"logtail-watch-{self.directory}"
-        )
-        self._task.add_done_callback(self._ended)
-
-    def _ended(self, task: asyncio.Task[None]) -> None:
-        if not self._stop_asked:
-            self.alive = False
-            log.error("watcher for %s stopped unexpectedly", self.directory)
-
-    async def stop(self) -> None:
-        self._stop_asked = True
+    def _halt(self) -> None:
         self._stop.set()
-        if self._task is not None:
-            task, self._task = self._task, None
-            try:
-                await asyncio.wait_for(task, 2.0)
-            except (TimeoutError, asyncio.CancelledError):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-
-    def poke_all(self) -> None:
-        for f in self.followers:
-            f.poke()
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        present = True
         while not self._stop.is_set():
             try:
-                ident = _identity(self.directory)
+                ident = identity(self.directory)
                 if ident is None:
-                    self.poke_all()  # followers see their file missing
+                    if present:
+                        self.tell_all()  # followers see their file missing, globs empty
+                    present = False
+                    self.poke_all()
                     await self._sleep(self.cfg.safety_s)
                     continue
-                # writes made before inotify is set up would be missed: look again soon
-                loop.call_later(0.05, self.poke_all)
-                loop.call_later(0.25, self.poke_all)
+                present = True
+                # changes made before inotify is set up would be missed: look again soon
+                loop.call_later(0.05, self.tell_all)
+                loop.call_later(0.25, self.tell_all)
                 await self._watch(ident)
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # the watcher must outlive a bad moment of the filesystem
-                self.restarts += 1
-                self.failures += 1
-                if self.failures >= MAX_FAILURES:
-                    self.alive = False
-                log.warning("watcher for %s failed (%s); restarting", self.directory, e)
+                self._failed(e)
                 self.poke_all()
                 await self._sleep(self.cfg.safety_s)
 
@@ -102,40 +85,31 @@ class DirectoryWatcher:
             recursive=False,
             ignore_permission_denied=True,
         ):
-            self.failures = 0  # it runs: inotify is set up and answering
-            self.alive = True
+            self._ran()  # it runs: inotify is set up and answering
             if not changes:
                 self.poke_all()
-                if _identity(self.directory) != ident:
+                if identity(self.directory) != ident:
                     self.restarts += 1
-                    return  # the directory was replaced: watch the new one
+                    return  # the directory was replaced or is gone: watch it anew
                 continue
-            names = {os.path.basename(path) for _, path in changes}
-            for f in self.followers:
-                if not names.isdisjoint(f.watch_names):
-                    f.poke()
+            self.tell({os.path.basename(path) for _, path in changes},
+                      {os.path.basename(path) for change, path in changes
+                       if change != Change.modified})
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stop.wait(), seconds)
-
-
-def _identity(directory: Path) -> tuple[int, int] | None:
-    try:
-        st = os.stat(directory)
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino)
+            async with asyncio.timeout(seconds):
+                await self._stop.wait()
 
 
 class WatchRegistry:
-    """Which directories are watched, for which active followers."""
+    """Which directories are watched, for which active followers and listening globs."""
 
     def __init__(self, cfg: WatchConfig) -> None:
         self.cfg = cfg
-        self.watchers: dict[Path, DirectoryWatcher] = {}
+        self.watchers: dict[Path, BaseWatcher] = {}
         self._stopping: set[asyncio.Task[None]] = set()
-        self._hub = None  # the inotify instance shared by this worker's directories
+        self._hub: InotifyHub | None = None  # one inotify instance for this worker's directories
         self._inotify_ok = sys.platform.startswith("linux")
         self._past_restarts = 0  # of watchers no longer running, so the total never drops
 
@@ -149,20 +123,37 @@ class WatchRegistry:
         for directory, watcher in list(self.watchers.items()):
             if follower in watcher.followers and directory not in wanted:
                 watcher.followers.discard(follower)
-                if not watcher.followers:
-                    del self.watchers[directory]
-                    self._past_restarts += watcher.restarts
-                    task = asyncio.get_running_loop().create_task(watcher.stop())
-                    self._stopping.add(task)
-                    task.add_done_callback(self._stopping.discard)
+                self._release(directory, watcher)
         for directory in wanted:
-            watcher = self.watchers.get(directory)
-            if watcher is None:
-                watcher = self.watchers[directory] = self._new_watcher(directory)
-                watcher.start()
-            watcher.followers.add(follower)
+            self._acquire(directory).followers.add(follower)
 
-    def _new_watcher(self, directory: Path) -> DirectoryWatcher:
+    def listen(self, directory: Path, listener: Listener) -> None:
+        """Tell `listener` about entries that come and go in `directory`, until `unlisten`."""
+        self._acquire(directory).listeners.add(listener)
+
+    def unlisten(self, directory: Path, listener: Listener) -> None:
+        watcher = self.watchers.get(directory)
+        if watcher is not None:
+            watcher.listeners.discard(listener)
+            self._release(directory, watcher)
+
+    def _acquire(self, directory: Path) -> BaseWatcher:
+        watcher = self.watchers.get(directory)
+        if watcher is None:
+            watcher = self.watchers[directory] = self._new_watcher(directory)
+            watcher.start()
+        return watcher
+
+    def _release(self, directory: Path, watcher: BaseWatcher) -> None:
+        if not watcher.idle or self.watchers.get(directory) is not watcher:
+            return
+        del self.watchers[directory]
+        self._past_restarts += watcher.restarts
+        task = asyncio.get_running_loop().create_task(watcher.stop())
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
+
+    def _new_watcher(self, directory: Path) -> BaseWatcher:
         """inotify on the event loop where it works; watchfiles otherwise, or when asked."""
         if self.cfg.backend != "watchfiles" and self._hub is None and self._inotify_ok:
             try:
@@ -177,7 +168,7 @@ class WatchRegistry:
         if self._hub is not None:
             from logtail.files.inotify import InotifyDirectoryWatcher
 
-            return InotifyDirectoryWatcher(directory, self.cfg.safety_s, self._hub)  # type: ignore[return-value]
+            return InotifyDirectoryWatcher(directory, self.cfg.safety_s, self._hub)
         return DirectoryWatcher(directory, self.cfg)
 
     async def close(self) -> None:

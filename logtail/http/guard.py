@@ -91,17 +91,17 @@ class Guard:
         if not ok:
             await self.limiter.hit(self.auth_rate, "authfail", ip)
 
-    async def acquire_stream(self, ip: str) -> tuple[str | None, Refusal | None]:
-        """Take a stream slot; returns a token for `release`, or why not."""
+    async def acquire_stream(self, ip: str) -> str | Refusal:
+        """Take a stream slot: a token for `release_stream`, or why not."""
         if self.redis_url is not None:
             return await self._acquire_redis(ip)
         if self.total >= self.cfg.max_streams:
-            return None, self._full()
+            return self._full()
         if self.local[ip] >= self.cfg.streams_per_ip:
-            return None, self._too_many(ip)
+            return self._too_many(ip)
         self.local[ip] += 1
         self.total += 1
-        return ip, None
+        return ip
 
     async def release_stream(self, token: str) -> None:
         if self.redis_url is not None:
@@ -131,7 +131,7 @@ class Guard:
             self._refresher = asyncio.get_running_loop().create_task(self._refresh())
         return self._redis
 
-    async def _acquire_redis(self, ip: str) -> tuple[str | None, Refusal | None]:
+    async def _acquire_redis(self, ip: str) -> str | Refusal:
         r = await self._client()
         now = time.time()
         member = uuid.uuid4().hex
@@ -148,10 +148,10 @@ class Guard:
         per_ip, total = res[4], res[5]
         if per_ip > self.cfg.streams_per_ip or total > self.cfg.max_streams:
             await self._drop(r, ip, member)
-            return None, (self._full() if total > self.cfg.max_streams
+            return (self._full() if total > self.cfg.max_streams
                           else self._too_many(ip))
         self._slots[member] = ip
-        return member, None
+        return member
 
     async def _release_redis(self, member: str) -> None:
         ip = self._slots.pop(member, None)

@@ -8,12 +8,15 @@ reach Sanic's insides only through this module.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import re
+import socket
 import time
-from typing import Any
+from typing import Any, cast
 
 from sanic import Request, Sanic
+from sanic.application.state import ApplicationState
 from sanic.exceptions import BadURL
 from sanic.helpers import STATUS_CODES
 from sanic.http import Http, Stage
@@ -26,11 +29,13 @@ __all__ = [
     "HeadTimeoutProtocol",
     "LenientRequest",
     "LogtailSanic",
+    "drop_connection",
     "head_complete",
     "is_error_placeholder",
     "malformed_target",
     "missing_internals",
     "set_response_timeout",
+    "stop_listening",
 ]
 
 HEAD_COMPLETE = "http.lifecycle.request"  # Sanic's signal: a request head was parsed
@@ -71,7 +76,7 @@ class HeadTimeoutProtocol(HttpProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.head_complete()
-        super().connection_lost(exc)
+        super().connection_lost(exc)  # type: ignore[no-untyped-call]  # Sanic: unannotated
 
     def head_complete(self) -> None:
         if self._head_deadline is not None:
@@ -101,7 +106,7 @@ async def head_complete(request: Request) -> None:
         protocol.head_complete()
 
 
-class LogtailSanic(Sanic):
+class LogtailSanic(Sanic[Any, Any]):
     """Sanic, serving with `HeadTimeoutProtocol` unless told otherwise, whichever way it
     is started (`run`/`prepare` for the CLI and workers, `create_server` for tests).
     Both methods and their `protocol` argument are public; only the default changes."""
@@ -153,7 +158,8 @@ def is_error_placeholder(request: Request) -> bool:
 def set_response_timeout(request: Request, seconds: float) -> None:
     """Sanic's response timeout for this connection, counted from the last write that
     got into the socket's buffer. Internal: `HttpProtocol.response_timeout`."""
-    request.transport.get_protocol().response_timeout = seconds
+    protocol = cast(HttpProtocol, request.transport.get_protocol())
+    protocol.response_timeout = seconds
 
 
 class ChunkedSocket:
@@ -166,14 +172,14 @@ class ChunkedSocket:
 
     def __init__(self, transport: asyncio.Transport) -> None:
         self._transport = transport
-        self._protocol = transport.get_protocol()
+        self._protocol = cast(HttpProtocol, transport.get_protocol())
 
     @classmethod
     def of(cls, request: Request) -> ChunkedSocket | None:
         """For a GET streamed over HTTP/1.1 (chunked), else None: use `send`."""
         if request.method != "GET" or request.version != "1.1":
             return None
-        return cls(request.transport)
+        return cls(cast(asyncio.Transport, request.transport))
 
     def ready(self) -> bool:
         return not self._transport.is_closing() and not self._transport.get_write_buffer_size()
@@ -184,6 +190,45 @@ class ChunkedSocket:
     def write(self, framed: bytes) -> None:
         self._transport.write(framed)
         self._protocol._time = time.monotonic()  # the clock Sanic's timeouts use
+
+
+def drop_connection(request: Request) -> None:
+    """Close the request's connection at once, with no response. The handler then raises
+    `asyncio.CancelledError`, and Sanic's connection task ends with one line at INFO
+    instead of trying an error response on the dead connection. Internals:
+    `HttpProtocol.abort()` (what Sanic's own shutdown uses on the connections left at the
+    end) also unsets the protocol's transport, which `Http.http1` checks after a
+    cancellation to tell a closed connection from one to answer."""
+    protocol = request.transport.get_protocol()
+    if isinstance(protocol, HttpProtocol):
+        protocol.abort()  # type: ignore[no-untyped-call]
+    else:
+        request.transport.close()
+
+
+def stop_listening(app: Sanic[Any, Any]) -> bool:
+    """Refuse new connections from now on; False when there is no socket of ours to stop.
+
+    Sanic closes its listening socket only after the `before_server_stop` listeners have
+    run, so until then a new connection is accepted and answered. An EventSource that
+    reconnects then and gets any status but 200 gives up for good; a refused connection
+    is a network error, which it retries. `shutdown()` acts on the socket, not on this
+    descriptor, so the port refuses at once. asyncio's accept callback is removed first (it
+    would log the failing accept on every pass of the loop); uvloop's listener sees the
+    error and closes its handle quietly. Sanic's own close later closes the descriptor.
+
+    Internal: `app.state.sock` (`ApplicationState.sock`), the socket passed as `sock=` to
+    `run`/`prepare`/`create_server`. It is None where Sanic bound the socket itself, as in
+    the worker processes of `workers > 1`: there Sanic's order stays (see README)."""
+    sock = getattr(app.state, "sock", None)
+    if not isinstance(sock, socket.socket) or sock.fileno() < 0:
+        return False
+    asyncio.get_running_loop().remove_reader(sock.fileno())
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        return False  # not listening (already shut down, or never was)
+    return True
 
 
 def missing_internals() -> list[str]:
@@ -210,4 +255,16 @@ def missing_internals() -> list[str]:
         missing.append("Request.__init__(url_bytes, ...)")
     if '"NONE"' not in inspect.getsource(Http.create_empty_request):
         missing.append('Http.create_empty_request (method "NONE")')
+    return missing + _missing_for_shutdown()
+
+
+def _missing_for_shutdown() -> list[str]:
+    """Those of `drop_connection` and `stop_listening`."""
+    missing = []
+    if not hasattr(HttpProtocol, "abort"):
+        missing.append("HttpProtocol.abort")
+    if "not self.protocol.transport" not in inspect.getsource(Http.http1):
+        missing.append("Http.http1 (a cancelled request on a closed transport ends quietly)")
+    if "sock" not in {f.name for f in dataclasses.fields(ApplicationState)}:
+        missing.append("ApplicationState.sock")
     return missing

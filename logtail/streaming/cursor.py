@@ -6,13 +6,23 @@ a stream keeps up, it sends the follower's batches as they come. When it falls b
 queue is dropped and the stream reads the file itself from its own offset until it is
 level again. So a slow client costs bounded memory, never stalls anyone else, and loses
 nothing that is still on disk; when data is gone, it is told exactly how much.
+
+After a rename rotation the old generation may still be written to for a while (it is
+`retiring`, see `logtail.files.follow`). The stream does not wait for it: it crosses to
+the new generation as soon as it has read the old one to `published`, and keeps its place
+in the old one in `older`, a small map generation → place. Late lines of the old file
+then come to it like any batch (a batch fits when it starts where the stream stands in
+its generation), each file's lines in order, and its ids name its place in every
+generation it still follows, so a resume goes on in each. An older generation is
+forgotten once it is final and read to its end. When behind, the stream reads the older
+generations' files first, then its current one.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -37,14 +47,30 @@ class Notice:
 END = Notice("end")
 
 
+@dataclass(slots=True)
+class _Place:
+    """Where a stream stands in an older generation that is still written to."""
+
+    offset: int
+    line_no: int | None
+
+
 class Cursor:
     def __init__(self, follower: Follower | None, gen: Generation, offset: int,
                  line_no: int | None, *, max_line_bytes: int, buffer_bytes: int,
-                 name: str) -> None:
+                 name: str, older: Sequence[tuple[Generation, int]] | None = None) -> None:
+        """`older`: places in retiring generations before `gen` (from a resume id); None
+        for a fresh start: the ends of those the follower has now."""
         self.follower = follower
         self.gen = gen
         self.offset = offset
         self.line_no = line_no
+        if older is None:
+            retiring = follower.retiring_generations() if follower is not None else []
+            older = [(g, g.published) for g in retiring if g is not gen]
+        self.older: dict[Generation, _Place] = {
+            g: _Place(off, g.lines if off == g.published and g.lines else None)
+            for g, off in older}
         self.name = name
         self.buffer_bytes = buffer_bytes
         self.max_line_bytes = max_line_bytes
@@ -56,7 +82,8 @@ class Cursor:
         self.beat_due = False
         self.last_sent = 0.0  # monotonic time of the stream's last write
         self.heartbeats = True  # False for text streams: they have no way to send one
-        self._scan = offset
+        self._scan_gen: Generation | None = None  # a file read in progress: in this one,
+        self._scan = offset  # read up to here, with what the splitter holds
         self._splitter = LineSplitter(max_line_bytes)
         self._wake = asyncio.Event()
         self._pending: deque[Notice] = deque()
@@ -73,7 +100,8 @@ class Cursor:
             self._wake.set()
             return
         if (self.parked and self.direct is not None and not self.queue and not self._pending
-                and batch.gen is self.gen and batch.start == self.offset
+                and (batch.start == self.offset if batch.gen is self.gen
+                     else self._fits(batch))
                 and self.direct(batch)):
             self._advance(batch)
             return
@@ -133,7 +161,7 @@ class Cursor:
         size = 0
         while self.queue and size < max_bytes and not self._pending:
             b = self.queue[0]
-            if b.gen is not self.gen or b.start != self.offset:
+            if not self._fits(b):
                 break
             self.queue.popleft()
             self.queued -= b.size
@@ -142,39 +170,73 @@ class Cursor:
             size += b.size
         return out
 
+    def _fits(self, b: Batch) -> bool:
+        """`b` starts where this stream stands in its generation."""
+        if b.gen is self.gen:
+            return b.start == self.offset
+        place = self.older.get(b.gen) if self.older else None
+        return place is not None and place.offset == b.start
+
+    def _at(self, gen: Generation) -> int | None:
+        """Where this stream stands in `gen`, if it follows it."""
+        if gen is self.gen:
+            return self.offset
+        place = self.older.get(gen)
+        return place.offset if place is not None else None
+
     def _advance(self, b: Batch) -> None:
-        self.offset = self._scan = b.end
-        if b.first_line >= 0:
-            self.line_no = b.first_line + b.lines.count
-        elif self.line_no is not None:
-            self.line_no += b.lines.count
+        self._scan_gen = None
+        self._move(b.gen, b.end, b.lines.count, b.first_line)
+
+    def _move(self, gen: Generation, end: int, count: int, first_line: int = -1) -> None:
+        """The stream has sent `gen`'s lines up to `end`."""
+        if gen is self.gen:
+            self.offset = end
+            if first_line >= 0:
+                self.line_no = first_line + count
+            elif self.line_no is not None:
+                self.line_no += count
+            return
+        place = self.older[gen]
+        place.offset = end
+        if first_line >= 0:
+            place.line_no = first_line + count
+        elif place.line_no is not None:
+            place.line_no += count
+
+    def event_id(self) -> str:
+        """This stream's place: in `gen`, and in each older generation still written to."""
+        gen = self.gen
+        if not self.older:
+            return gen.event_id(self.offset)
+        places = [g.position(p.offset) for g, p in self.older.items()
+                  if g.fd >= 0 and not g.closed]
+        return gen.codec.format_all([*places, gen.position(self.offset)])
+
+    def _forget_done(self) -> None:
+        """Older generations that are final and read to their end."""
+        for g, place in list(self.older.items()):
+            if g.final and place.offset >= g.published:
+                del self.older[g]
+                if g.transient:
+                    g.close()
 
     def _step(self) -> Batch | Notice | None:
         if self.stopped:
             return END
         if self._pending:
             return self._pending.popleft()
+        if self.older:
+            self._forget_done()
+        if self.queue and (b := self._from_queue()) is not None:
+            return b
         gen = self.gen
-        while self.queue:
-            b = self.queue.popleft()
-            self.queued -= b.size
-            if b.gen is gen:
-                if b.start == self.offset:
-                    self._advance(b)
-                    return b
-                if b.end <= self.offset:
-                    continue  # already read from the file
-            elif gen.final and self.offset >= gen.published:
-                self.queue.appendleft(b)  # after the notice that crosses to its generation
-                self.queued += b.size
-                break
-            self.queue.clear()
-            self.queued = 0
-            self.lagging = True
-            break
+        for g, place in self.older.items():
+            if place.offset < g.published:
+                return self._read_file(g, place.offset)
         if self.offset < gen.published:
-            return self._read_file()
-        if gen.final:
+            return self._read_file(gen, self.offset)
+        if gen.ended:
             return self._cross() if gen.following() is not None else self._at_end_of_final()
         if self.follower is None:
             return END
@@ -184,36 +246,62 @@ class Cursor:
                 self.line_no = gen.lines
         return None
 
-    def _read_file(self) -> Batch | Notice | None:
+    def _from_queue(self) -> Batch | None:
+        """The next queued batch, if it fits; a gap drops the queue (the file is read)."""
         gen = self.gen
+        while self.queue:
+            b = self.queue.popleft()
+            self.queued -= b.size
+            at = self._at(b.gen)
+            if at is not None:
+                if b.start == at:
+                    self._advance(b)
+                    return b
+                if b.end <= at:
+                    continue  # already read from the file
+            elif gen.ended and self.offset >= gen.published:
+                self.queue.appendleft(b)  # after the notice that crosses to its generation
+                self.queued += b.size
+                return None
+            self.queue.clear()
+            self.queued = 0
+            self.lagging = True
+        return None
+
+    def _read_file(self, gen: Generation, start: int) -> Batch | Notice | None:
+        if self._scan_gen is not gen:
+            self._scan_gen, self._scan = gen, start
+            self._splitter = LineSplitter(self.max_line_bytes)
         target = gen.published
-        start = self.offset
         while self._scan < target:
             data = gen.read(self._scan, min(READ_CHUNK, target - self._scan))
             if not data:
-                return self._gone()
+                return self._gone(gen)
             self._scan += len(data)
             lines = self._splitter.feed(data)
             if self._scan == target and self._splitter.pending:
                 tail = self._splitter.flush()
-                lines = tail if lines is None else _join(lines, tail)
+                if tail is not None:
+                    lines = tail if lines is None else _join(lines, tail)
             if lines is not None:
                 end = self._scan - self._splitter.pending
-                batch = Batch(gen, start, end, lines, -1, gen.event_id(end))
-                self.offset = end
-                if self.line_no is not None:
-                    self.line_no += lines.count
-                return batch
+                self._move(gen, end, lines.count)
+                return Batch(gen, start, end, lines, -1, self.event_id())
         return None
 
-    def _gone(self) -> Notice:
+    def _gone(self, gen: Generation) -> Notice:
         """The bytes this stream still had to read no longer exist (truncated, or closed)."""
-        gen = self.gen
-        lost_bytes = gen.published - self.offset
-        lines = gen.lines - self.line_no if self.line_no is not None and gen.lines else None
-        self.offset = self._scan = gen.published
-        self._splitter = LineSplitter(self.max_line_bytes)
-        self.line_no = gen.lines if gen.lines else None
+        at = self._at(gen)
+        assert at is not None
+        line_no = self.line_no if gen is self.gen else self.older[gen].line_no
+        lost_bytes = gen.published - at
+        lines = gen.lines - line_no if line_no is not None and gen.lines else None
+        self._scan_gen = None
+        if gen is self.gen:
+            self.offset = gen.published
+            self.line_no = gen.lines if gen.lines else None
+        else:
+            self.older[gen] = _Place(gen.published, gen.lines if gen.lines else None)
         reason = "truncated" if gen.reason == "truncated" else "rotated away"
         return Notice("dropped", {"file": self.name, "lines": lines, "bytes": lost_bytes,
                                   "reason": reason})
@@ -221,10 +309,12 @@ class Cursor:
     def _cross(self) -> Notice:
         old, new = self.gen, self.gen.next
         assert new is not None
-        self.gen, self.offset, self._scan, self.line_no = new, 0, 0, 0
-        if old.transient:
+        if old.retiring:  # still written to: its late lines come after this notice
+            self.older[old] = _Place(self.offset, self.line_no)
+        elif old.transient:
             old.close()  # opened for this stream alone, which has left it
-        self._splitter = LineSplitter(self.max_line_bytes)
+        self.gen, self.offset, self.line_no = new, 0, 0
+        self._scan_gen = None
         self.told_missing = False
         if old.reason == "truncated":
             return Notice("truncated", {"file": self.name})
@@ -243,8 +333,10 @@ class Cursor:
     def close(self) -> None:
         if self.follower is not None:
             self.follower.unsubscribe(self)
-        if self.gen.transient:
-            self.gen.close()
+        for g in (*self.older, self.gen):
+            if g.transient:
+                g.close()
+        self.older.clear()
         self.queue.clear()
         self._wake.set()
 

@@ -7,11 +7,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from logtail.config import StreamConfig
+from logtail.files.timestamps import TimeError, parse_moment
 from logtail.streaming.filters import FilterError, LineFilter
 
-__all__ = ["KNOWN", "ParamError", "StreamParams", "parse_stream_params"]
+__all__ = ["KNOWN", "ParamError", "StreamParams", "flag", "line_filter", "moment", "one",
+           "parse_stream_params"]
 
-KNOWN = {"n", "follow", "q", "regex", "case", "invert", "format", "last_id", "raw"}
+KNOWN = {"n", "follow", "q", "regex", "case", "invert", "format", "last_id", "raw", "since",
+         "ids"}
 FLAGS = {"1": True, "true": True, "yes": True, "on": True,
          "0": False, "false": False, "no": False, "off": False}
 MAX_ID = 200
@@ -33,9 +36,12 @@ class StreamParams:
     format: str
     last_id: str | None
     raw: bool = False  # format=text: bytes as logged, escapes and all
+    since: float | None = None  # start at the first line written at or after this (epoch s)
+    ids: bool = False  # SSE: each batch says where its lines are (`line-ids:`)
 
 
-def _one(args: Mapping[str, Sequence[str]], name: str) -> str | None:
+def one(args: Mapping[str, Sequence[str]], name: str) -> str | None:
+    """The parameter's one value (None if absent); given twice is an error."""
     values = args.get(name)
     if not values:
         return None
@@ -44,8 +50,8 @@ def _one(args: Mapping[str, Sequence[str]], name: str) -> str | None:
     return values[0]
 
 
-def _flag(args: Mapping[str, Sequence[str]], name: str, default: bool) -> bool:
-    raw = _one(args, name)
+def flag(args: Mapping[str, Sequence[str]], name: str, default: bool) -> bool:
+    raw = one(args, name)
     if raw is None or raw == "":
         return default
     try:
@@ -59,27 +65,43 @@ def parse_stream_params(args: Mapping[str, Sequence[str]], last_event_id: str | 
     unknown = sorted(set(args) - KNOWN)
     if unknown:
         raise ParamError(unknown[0][:40], f"unknown parameter (known: {', '.join(sorted(KNOWN))})")
-    raw_n = _one(args, "n")
+    raw_n = one(args, "n")
     if raw_n is None or raw_n == "":
         n = cfg.backlog_lines
     else:
         if not DIGITS.fullmatch(raw_n):  # not isdigit(): "²" is a digit int() refuses
             raise ParamError("n", f"must be a whole number >= 0, got {raw_n[:40]!r}")
         n = min(int(raw_n), cfg.max_backlog_lines)
-    fmt = _one(args, "format") or "sse"
+    fmt = one(args, "format") or "sse"
     if fmt not in ("sse", "text"):
         raise ParamError("format", f"must be sse or text, got {fmt[:40]!r}")
-    q = _one(args, "q")
-    regex, case, invert = (_flag(args, k, False) for k in ("regex", "case", "invert"))
-    line_filter = None
-    if q:
-        try:
-            line_filter = LineFilter(q, regex=regex, case=case, invert=invert)
-        except FilterError as e:
-            raise ParamError("q", f"bad {'regular expression' if regex else 'filter'}: {e}") \
-                from None
-    last_id = _one(args, "last_id") or last_event_id or None
+    last_id = one(args, "last_id") or last_event_id or None
     if last_id is not None and len(last_id) > MAX_ID:
         last_id = last_id[:MAX_ID]  # cannot be ours: it will get a `reset`
-    return StreamParams(n=n, follow=_flag(args, "follow", True), filter=line_filter,
-                        format=fmt, last_id=last_id, raw=_flag(args, "raw", False))
+    return StreamParams(n=n, follow=flag(args, "follow", True), filter=line_filter(args),
+                        format=fmt, last_id=last_id, raw=flag(args, "raw", False),
+                        since=moment(args, "since"), ids=flag(args, "ids", False))
+
+
+def line_filter(args: Mapping[str, Sequence[str]]) -> LineFilter | None:
+    """`q` with `regex`, `case` and `invert`: None without `q`."""
+    q = one(args, "q")
+    regex, case, invert = (flag(args, k, False) for k in ("regex", "case", "invert"))
+    if not q:
+        return None
+    try:
+        return LineFilter(q, regex=regex, case=case, invert=invert)
+    except FilterError as e:
+        raise ParamError("q", f"bad {'regular expression' if regex else 'filter'}: {e}") \
+            from None
+
+
+def moment(args: Mapping[str, Sequence[str]], name: str) -> float | None:
+    """`since`/`until`: ISO 8601 or a duration back from now, as epoch seconds."""
+    raw = one(args, name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return parse_moment(raw)
+    except TimeError as e:
+        raise ParamError(name, str(e)) from None

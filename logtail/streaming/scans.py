@@ -12,17 +12,63 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
-__all__ = ["SLICE_BYTES", "ScanGate", "SteppedScan"]
+__all__ = ["SLICE_BYTES", "GeneratorScan", "OneShot", "ScanGate", "SteppedScan"]
 
 SLICE_BYTES = 4 * 1024 * 1024
+T = TypeVar("T")
 
 
 class SteppedScan(Protocol):
     def step(self, budget: int) -> bool: ...
+
+
+class OneShot(Generic[T]):
+    """A short blocking call (a binary search, a few probes) run as one slice."""
+
+    def __init__(self, fn: Callable[[], T]) -> None:
+        self._fn = fn
+        self._result: list[T] = []
+
+    def step(self, budget: int) -> bool:
+        self._result.append(self._fn())
+        return True
+
+    @property
+    def result(self) -> T:
+        return self._result[0]
+
+
+class GeneratorScan:
+    """Work written as plain sequential code: a generator that yields the bytes it read
+    since its last yield (at most a block or two). A slice runs it until the budget is
+    spent; `stop()` ends it at its next yield, so a scan whose client left stops within
+    one block, not one slice. `close()` runs its `finally` blocks (closing its files):
+    call it only once no thread runs it (the gate's `done`)."""
+
+    def __init__(self, work: Generator[int, None, None]) -> None:
+        self._work = work
+        self.stopped = False
+        self.finished = False
+
+    def step(self, budget: int) -> bool:
+        while budget > 0 and not self.stopped:
+            try:
+                budget -= max(1, next(self._work))
+            except StopIteration:
+                self.finished = True
+                return True
+        return self.stopped or self.finished
+
+    def stop(self) -> None:
+        self.stopped = True
+
+    def close(self) -> None:
+        self.stopped = True
+        self._work.close()
 
 
 class ScanGate:
@@ -33,9 +79,12 @@ class ScanGate:
         self._slots: asyncio.Semaphore | None = None
         self._clients: dict[str, tuple[asyncio.Semaphore, int]] = {}
 
-    async def run(self, ip: str, scan: SteppedScan, done: Callable[[], None]) -> None:
+    async def run(self, ip: str, scan: SteppedScan, done: Callable[[], None], *,
+                  between: Callable[[], Awaitable[None]] | None = None) -> None:
         """Step `scan` to its end in turns; `done` runs once no thread touches the scan
-        any more (it closes the scan's descriptor), even when the caller is cancelled."""
+        any more (it closes the scan's descriptor), even when the caller is cancelled.
+        `between` runs on the loop after each unfinished slice, holding no thread (it
+        sends what the slice found: a slow client slows its own scan only)."""
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="logtail-scan")
             self._slots = asyncio.Semaphore(self.threads)
@@ -51,6 +100,8 @@ class ScanGate:
                         finished = await asyncio.shield(step)
                     if finished:
                         return
+                    if between is not None:
+                        await between()
         finally:
             self._leave(ip)
             if step is not None and not step.done():

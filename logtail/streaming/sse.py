@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from logtail import __version__
 from logtail.streaming.terminal import terminal_bytes
 
-__all__ = ["comment", "data_event", "id_only", "notice", "opening", "text_lines"]
+__all__ = ["comment", "data_event", "id_only", "named_event", "notice", "opening", "text_lines"]
 
 CR_SYMBOL = "\u240d"
 
@@ -29,11 +29,20 @@ def _data(text: str) -> str:
     return "data: " + text.replace("\n", "\ndata: ")
 
 
-def data_event(event_id: str, text: str | Sequence[str]) -> bytes:
-    """One event for a batch: its id, then one `data:` per line."""
+def data_event(event_id: str, text: str | Sequence[str], line_ids: str | None = None) -> bytes:
+    """One event for a batch: its id, then one `data:` per line; with `line_ids`, a
+    `line-ids:` field too (where its lines are, see README "Line ids on streams"), which
+    EventSource ignores."""
     if not isinstance(text, str):
         text = "\n".join(text)
-    return f"id: {event_id}\n{_data(text)}\n\n".encode()
+    extra = f"line-ids: {line_ids}\n" if line_ids else ""
+    return f"id: {event_id}\n{extra}{_data(text)}\n\n".encode()
+
+
+def named_event(name: str, text: str, event_id: str | None = None) -> bytes:
+    """A named event whose data is text (one line per `data:`), with an optional id."""
+    head = f"id: {event_id}\n" if event_id else ""
+    return f"event: {name}\n{head}{_data(text)}\n\n".encode()
 
 
 def id_only(event_id: str) -> bytes:
@@ -41,8 +50,13 @@ def id_only(event_id: str) -> bytes:
     return f"id: {event_id}\n\n".encode()
 
 
-def notice(name: str, data: dict[str, object], event_id: str | None = None) -> bytes:
+def notice(name: str, data: dict[str, object], event_id: str | None = None,
+           retry_ms: int | None = None) -> bytes:
+    """A named event with JSON data; `retry_ms` also sets how long an EventSource waits
+    before it reconnects (the `bye` of a shutdown uses it to wait out a restart)."""
     head = f"id: {event_id}\n" if event_id else ""
+    if retry_ms is not None:
+        head += f"retry: {retry_ms}\n"
     return f"{head}event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 

@@ -19,13 +19,15 @@ from logtail.files.generation import Batch, Generation, open_generation, placeho
 from logtail.files.position import IdCodec
 from logtail.files.resume import FdBudget, matches, resolve
 from logtail.files.tail import BacklogScan, line_end
+from logtail.files.timestamps import shows_time, since_offset
 from logtail.streaming.cursor import END, Cursor, Notice
+from logtail.streaming.lineids import LineIds
 from logtail.streaming.params import StreamParams
-from logtail.streaming.scans import ScanGate
+from logtail.streaming.scans import OneShot, ScanGate
 from logtail.streaming.sse import comment, data_event, id_only, notice, opening, text_lines
 from logtail.streaming.stats import StreamStats
 
-__all__ = ["RawSocket", "StreamEnv", "heartbeat_ticker", "run_stream"]
+__all__ = ["RawSocket", "StreamEnv", "heartbeat_ticker", "run_stream", "since_problem"]
 
 COALESCE_BYTES = 256 * 1024
 COUNT_MAX_BYTES = 16 * 1024 * 1024  # a skipped gap larger than this is not counted in lines
@@ -69,12 +71,16 @@ class Framer:
         self.raw = params.raw
         self.filter = params.filter
         self.hidden_id: str | None = None  # id past lines the filter hid, not yet sent
+        self.ids = LineIds() if params.ids and self.sse else None  # `line-ids:` per batch
+        self.kind = ("sse-ids" if self.ids else "sse") if self.sse \
+            else "raw" if self.raw else "text"
 
     def batch(self, b: Batch, stats: StreamStats) -> bytes:
         if self.filter is None:
-            key = "sse" if self.sse else "raw" if self.raw else "text"
-            payload = b.encoded(key, lambda: data_event(b.id, b.lines.text) if self.sse
-                                else text_lines(b.lines.text, self.raw))
+            ids = self.ids
+            payload = b.encoded(self.kind, lambda: text_lines(b.lines.text, self.raw)
+                                if not self.sse else data_event(b.id, b.lines.text)
+                                if ids is None else data_event(b.id, b.lines.text, ids.field(b)))
             stats.lines += b.lines.count
             return payload
         lines = self.filter.apply(b.lines)
@@ -83,12 +89,14 @@ class Framer:
             return b""
         self.hidden_id = None
         stats.lines += len(lines)
-        return data_event(b.id, lines) if self.sse else text_lines(lines, self.raw)
+        if not self.sse:
+            return text_lines(lines, self.raw)
+        return data_event(b.id, lines, self.ids.filtered(b, lines) if self.ids else None)
 
     def chunk(self, b: Batch, stats: StreamStats, frame: Callable[[bytes], bytes]) -> bytes:
         """The batch framed for the socket, built once per batch for all unfiltered streams."""
         if self.filter is None:
-            key = "sse-chunk" if self.sse else "raw-chunk" if self.raw else "text-chunk"
+            key = self.kind + "-chunk"
             if b.is_encoded(key):
                 stats.lines += b.lines.count
                 return b.encoded(key, bytes)
@@ -125,6 +133,53 @@ async def _backlog_start(gen: Generation, end: int, params: StreamParams, env: S
     return scan.start, scan.limited
 
 
+async def _fresh_start(name: str, gen: Generation, end: int, params: StreamParams,
+                       env: StreamEnv, ip: str) -> tuple[int, Notice | None]:
+    """Where a stream without a resume position starts: at the first line written at or
+    after `since` (found by binary search in the scan pool; never before the current
+    file's start, and at most `max_resume_bytes` back from `end`), else at its backlog."""
+    since = params.since
+    if since is None:
+        offset, limited = await _backlog_start(gen, end, params, env, ip)
+        return offset, _limited(name, params, env.cfg) if limited else None
+    if end <= 0 or gen.fd < 0:
+        return end, None
+    fd = os.dup(gen.fd)  # the generation may be closed while a thread reads
+    bound = env.cfg.max_resume_bytes
+    scan = OneShot(lambda: since_offset(fd, end, since, bound))
+    await env.scans.run(ip, scan, lambda: os.close(fd))
+    offset, skipped = scan.result
+    if not skipped:
+        return offset, None
+    return offset, Notice("dropped", {
+        "file": name, "lines": None, "bytes": skipped,
+        "reason": "since is more than stream.max_resume_bytes back: the stream starts that "
+                  "far before the end"})
+
+
+async def since_problem(follower: Follower, params: StreamParams, env: StreamEnv,
+                        ip: str) -> str | None:
+    """Why a stream cannot start at `since` (for a 422 before the response starts): the
+    file has lines, and none in its first MiB shows a recognisable timestamp."""
+    if params.since is None or params.last_id is not None:
+        return None
+
+    def probe() -> bool | None:
+        gen = open_generation(follower.path, env.codec)
+        if gen is None:
+            return None
+        try:
+            return shows_time(gen.fd, line_end(gen.fd, gen.size()))
+        finally:
+            gen.close()
+
+    scan = OneShot(probe)
+    await env.scans.run(ip, scan, lambda: None)
+    if scan.result is False:
+        return "no line of this file shows a recognisable timestamp (in its first MiB)"
+    return None
+
+
 def _count_lines(gen: Generation, start: int, end: int) -> int | None:
     """Lines in a skipped gap, if it is small enough to count in passing."""
     if end - start > COUNT_MAX_BYTES:
@@ -145,8 +200,9 @@ async def _start_cursor(name: str, follower: Follower, params: StreamParams, env
     cfg = env.cfg
     notices: list[Notice] = []
     gen, offset, line_no = follower.latest(), -1, None
+    older: list[tuple[Generation, int]] | None = None  # None: from the follower (fresh start)
     if params.last_id is not None:
-        pos = env.codec.parse(params.last_id)
+        pos = env.codec.parse_all(params.last_id)
         found = (resolve(pos, follower, env.budget) if pos is not None
                  else "not an id this server made")
         if isinstance(found, str):
@@ -158,22 +214,26 @@ async def _start_cursor(name: str, follower: Follower, params: StreamParams, env
                                                  found.gen.published)
                          if found.gen is gen else None)
             finally:
-                if found.gen.transient:
-                    found.gen.close()
+                found.close()
             notices.append(Notice("dropped", {
                 "file": name, "lines": lines, "bytes": skipped,
                 "reason": "resume gap over stream.max_resume_bytes"}))
         else:
-            gen, offset = found.gen, found.offset
+            gen, offset, older = found.gen, found.offset, found.older
+            if found.gone:
+                notices.append(Notice("dropped", {
+                    "file": name, "lines": None, "bytes": None,
+                    "reason": "a rotated file this id names is gone: what was written to "
+                              "it after the id is not known"}))
     if offset < 0:
         end = gen.published
-        offset, limited = await _backlog_start(gen, end, params, env, ip)
+        offset, note = await _fresh_start(name, gen, end, params, env, ip)
         line_no = gen.lines if offset == end else None
-        if limited:
-            notices.append(_limited(name, params, cfg))
+        if note is not None:
+            notices.append(note)
     cursor = Cursor(follower if params.follow else None, gen, offset, line_no,
                     max_line_bytes=cfg.max_line_bytes, buffer_bytes=cfg.client_buffer_bytes,
-                    name=name)
+                    name=name, older=older)
     for n in notices:
         cursor.push(n)
     return cursor
@@ -202,9 +262,9 @@ async def _snapshot_cursor(name: str, follower: Follower, params: StreamParams,
             if offset < 0:
                 notices.append(Notice("reset", {"file": name, "reason": "cannot resume this id"}))
         if offset < 0:
-            offset, limited = await _backlog_start(gen, gen.published, params, env, ip)
-            if limited:
-                notices.append(_limited(name, params, cfg))
+            offset, note = await _fresh_start(name, gen, gen.published, params, env, ip)
+            if note is not None:
+                notices.append(note)
     except BaseException:
         gen.close()
         raise
@@ -245,7 +305,7 @@ async def run_stream(name: str, follower: Follower, params: StreamParams, env: S
         if params.format == "sse":
             start = b""
             if cursor.gen.fd >= 0 and not cursor.gen.closed:
-                start = id_only(cursor.gen.event_id(cursor.offset))
+                start = id_only(cursor.event_id())
             await send(opening(cfg.retry_ms) + start)
         else:
             await send(b"")
@@ -255,7 +315,10 @@ async def run_stream(name: str, follower: Follower, params: StreamParams, env: S
             cursor.direct_beat = _direct_heartbeat(framer, stats, sock)
         await _pump(cursor, framer, cfg, send, stopping, stats)
         if stopping.is_set() and params.format == "sse":
-            await send(notice("bye", {"file": name, "reason": "server shutting down"}))
+            # the port already refuses connections (see logtail.http.app._before_stop): the
+            # `retry:` makes an EventSource wait out a restart instead of the usual retry_ms
+            await send(notice("bye", {"file": name, "reason": "server shutting down"},
+                              retry_ms=cfg.restart_retry_ms))
     finally:
         if cursor is not None:
             live.discard(cursor)
