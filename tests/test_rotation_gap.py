@@ -334,32 +334,38 @@ def _logrotate_conf(tmp: Path, access_log: Path, pid: Path) -> Path:
     return conf
 
 
+@pytest.mark.timeout(300)
 async def test_nginx_and_logrotate_every_request_line_exactly_once(tmp_path: Path) -> None:
     logs = tmp_path / "logs"
     logs.mkdir(mode=0o755)
     access = logs / "access.log"
     access.touch()
     state = tmp_path / "logrotate.state"
+    received: list[int] = []
     with nginx_logging_to(tmp_path, access) as (url, pid):
         conf = _logrotate_conf(tmp_path, access, pid)
         cfg = config(tmp_path, files={"access": "logs/access.log"})
         async with live_server(cfg) as base:
             async with sse(base, "/api/files/access/stream?n=0") as s, load(url) as answered:
-                for k in range(ROTATIONS):  # spread over the run
-                    await asyncio.sleep(REQUESTS / RATE / (ROTATIONS + 1))
-                    rotated = await asyncio.create_subprocess_exec(
-                        LOGROTATE, "-f", "-s", str(state), str(conf),
-                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-                    out, _ = await rotated.communicate()
-                    assert rotated.returncode == 0, out
-                    assert (logs / "access.log.1").exists(), k
-                ok = await answered
-                received: list[int] = []
-                with contextlib.suppress(TimeoutError):
-                    while len(set(received)) < len(ok):
-                        ev = await s.next_event(timeout=30)
-                        received.extend(int(m.group(1)) for ln in ev.lines
-                                        if (m := re.search(r"GET /r/(\d+) ", ln)))
+                reader = asyncio.create_task(_request_lines(s, received))
+                try:
+                    for k in range(1, ROTATIONS + 1):  # spread over the requests
+                        while len(received) < k * REQUESTS // (ROTATIONS + 1):
+                            assert not reader.done() and not answered.done(), len(received)
+                            await asyncio.sleep(0.01)
+                        rotated = await asyncio.create_subprocess_exec(
+                            LOGROTATE, "-f", "-s", str(state), str(conf),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                        out, _ = await rotated.communicate()
+                        assert rotated.returncode == 0, out
+                        assert (logs / "access.log.1").exists(), k
+                    ok = await answered
+                    with contextlib.suppress(TimeoutError):  # (what is lost never comes)
+                        async with asyncio.timeout(30):
+                            while len(set(received)) < len(ok):
+                                await asyncio.sleep(0.05)
+                finally:
+                    reader.cancel()
     lost = set(ok) - set(received)
     doubled = len(received) - len(set(received))
     print(f"\nnginx + logrotate: {len(ok)} requests answered, {len(received)} lines received, "
@@ -367,6 +373,14 @@ async def test_nginx_and_logrotate_every_request_line_exactly_once(tmp_path: Pat
     assert len(ok) == REQUESTS
     assert not lost and not doubled, (sorted(lost)[:20], doubled)
     assert sorted(received) == sorted(ok)
+
+
+async def _request_lines(s: Any, into: list[int]) -> None:
+    """The request numbers in the access log's lines, as they arrive."""
+    while True:
+        ev = await s.next_event(timeout=60)
+        into.extend(int(m.group(1)) for ln in ev.lines
+                    if (m := re.search(r"GET /r/(\d+) ", ln)))
 
 
 # the client, in a process of its own: logtail's event loop stays as free as in production

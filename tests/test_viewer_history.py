@@ -163,6 +163,45 @@ async def test_load_earlier_stops_at_the_cap_and_keeps_the_newest_lines(tmp_path
     assert watch.real_errors() == []
 
 
+async def test_with_the_server_filter_ids_hold_and_earlier_lines_are_filtered(tmp_path,
+                                                                               browser):
+    """A filtered stream lists every line's offset; earlier lines keep only the matches."""
+    everything = write_history(tmp_path)
+    perms = {"permissions": ["clipboard-read", "clipboard-write"]}
+    async with live_server(make_config(tmp_path)) as base, \
+            viewer_page(browser, **perms) as (page, watch):
+        count = page.locator("#count")
+        await open_live(page, base + "/#q=ERROR&case=1&server=1")
+        # every tenth line of the live file is an ERROR: all 100 of them
+        await expect(count).to_have_text("100 matching lines (server filter)", timeout=WAIT)
+        await page.locator("#rows .row", has_text="day4 line 980 ").hover()
+        await page.click("#line-link")
+        await expect(page.locator("#link-toast")).to_have_text("Link copied", timeout=WAIT)
+        url = await page.evaluate("navigator.clipboard.readText()")
+        assert await line_at(base, url.split("line=")[1]) == find(everything, "day4 line 980 ")
+
+        await page.click("#load-earlier")  # day 3's last 200 lines: 20 of them match
+        await expect(count).to_have_text("120 matching lines (server filter)", timeout=WAIT)
+        await expect(page.locator("#history-status")).to_have_text(
+            "200 earlier lines loaded, 20 matching the server filter")
+        lines = await saved_lines(page)
+        assert lines[:21] == [find(everything, f"day3 line {i} ") for i in range(800, 1000, 10)
+                              ] + [find(everything, "day4 line 0 ")]
+
+        # a page with no match at all: the next one starts before it, not at the same line
+        await page.evaluate("location.hash = '#q=day4 line 99&server=1'")
+        await expect(count).to_have_text("11 matching lines (server filter)", timeout=WAIT)
+        for _ in range(2):
+            await page.click("#load-earlier")
+            await expect(page.locator("#history-status")).to_have_text(
+                "200 earlier lines loaded, 0 matching the server filter", timeout=WAIT)
+            await expect(page.locator("#load-earlier")).to_be_enabled(timeout=WAIT)
+        ats = [u.split("at=")[1].split("&")[0] for u in watch.requests if "/lines?" in u]
+        assert len(ats) == 3 and len(set(ats)) == 3, ats
+        assert await count.inner_text() == "11 matching lines (server filter)"
+    assert watch.real_errors() == []
+
+
 # -- search ---------------------------------------------------------------------------------
 
 async def test_search_panel_streams_matches_with_progress_and_opens_one_in_context(tmp_path,
@@ -296,27 +335,33 @@ async def test_jump_to_time_reopens_the_stream_from_that_time(tmp_path, browser)
         count = page.locator("#count")
         await open_live(page, base + "/")
         await expect(count).to_have_text("100 lines", timeout=WAIT)
-        await page.fill("#jump-time", "2026-01-04T16:00:00")
+        await page.hover("#viewport")
+        await page.mouse.wheel(0, -300)  # not at the end, nor at the top
+        await page.fill("#jump-time", "2026-01-04T10:00:00")
         await page.click("#jump-form button[type=submit]")
-        # 16:00 is line 960 of the last day: from there on, at the top, then following
-        await expect(count).to_have_text("40 lines", timeout=WAIT)
-        await settles(lambda: top_line(page), find(everything, "day4 line 960 "))
+        # 10:00 is line 600 of the last day: from there on, at the top, then following
+        await expect(count).to_have_text("400 lines", timeout=WAIT)
+        await settles(lambda: top_line(page), find(everything, "day4 line 600 "))
         streams = [u for u in watch.requests if "/api/files/app/stream" in u]
-        assert "since=2026-01-04T16%3A00%3A00Z" in streams[-1], streams
-        assert page.url.endswith("#file=app&since=2026-01-04T16:00:00Z"), page.url
-        await expect(page.locator("#place-banner")).to_contain_text("From")
+        assert "since=2026-01-04T10%3A00%3A00Z" in streams[-1], streams
+        assert page.url.endswith("#file=app&since=2026-01-04T10:00:00Z"), page.url
+        await expect(page.locator("#place-text")).to_have_text(
+            re.compile(r"^From .*2026.*, then following$"))
         append(log, "2026-01-04T17:00:00Z a new line")
-        await expect(count).to_have_text("41 lines", timeout=WAIT)
-        assert await top_line(page) == find(everything, "day4 line 960 ")
+        await expect(count).to_have_text("401 lines", timeout=WAIT)
+        await expect(page.locator("#new-lines")).to_be_visible()
+        assert await top_line(page) == find(everything, "day4 line 600 ")
         # and earlier lines still load above
         await page.click("#load-earlier")
-        await expect(count).to_have_text("241 lines", timeout=WAIT)
+        await expect(count).to_have_text("601 lines", timeout=WAIT)
+        assert await top_line(page) == find(everything, "day4 line 600 ")
 
         # a quick choice: the last 15 minutes (all of this log is older: nothing, then live)
         await page.click("#jump-form button[data-since='15m']")
         await expect(count).to_have_text("0 lines", timeout=WAIT)
         assert page.url.endswith("#file=app&since=15m"), page.url
-        await expect(page.locator("#place-banner")).to_contain_text("the last 15 minutes")
+        await expect(page.locator("#place-text")).to_have_text(
+            "The last 15 minutes, then following")
         append(log, "2026-01-04T17:01:00Z live again")
         await expect(count).to_have_text("1 line", timeout=WAIT)
 
@@ -359,17 +404,18 @@ async def test_copy_a_line_link_and_open_it_in_context(tmp_path, browser):
         await page.keyboard.press("Tab")
         await expect(link).to_be_focused()
         await expect(link).to_have_class(re.compile(r"\bon\b"))
-        label = await link.get_attribute("aria-label")
-        await page.keyboard.press("ArrowDown")
-        await expect(link).not_to_have_attribute("aria-label", label or "", timeout=WAIT)
+        await expect(link).to_have_attribute("aria-label",
+                                             re.compile(r"^Copy link to line 99: .*emoji"))
         await page.keyboard.press("ArrowUp")
-        await expect(link).to_have_attribute("aria-label", label or "", timeout=WAIT)
+        await expect(link).to_have_attribute("aria-label", f"Copy link to line 98: {fresh[0]}")
         await page.keyboard.press("Enter")
-        await settles(lambda: page.evaluate("navigator.clipboard.readText()"),
-                      check=lambda text: text != url)
-        picked = await page.evaluate("navigator.clipboard.readText()")
-        picked_line = await line_at(base, picked.split("line=")[1])
-        assert label is not None and label.endswith(picked_line[:80]), (label, picked_line)
+        picked = await settles(lambda: page.evaluate("navigator.clipboard.readText()"),
+                               check=lambda text: text != url)
+        assert await line_at(base, picked.split("line=")[1]) == fresh[0]
+        for _ in range(3):  # up through the day's last lines, the view holding still
+            await page.keyboard.press("ArrowUp")
+        await expect(link).to_have_attribute("aria-label", re.compile(r"^Copy link to line 95: "))
+        await expect(page.locator("#follow-state")).not_to_have_text("following")
         await page.keyboard.press("Escape")
         await expect(page.locator("#viewport")).to_be_focused()
 
@@ -379,7 +425,7 @@ async def test_copy_a_line_link_and_open_it_in_context(tmp_path, browser):
             target = other.locator("#rows .row.target")
             await expect(target.locator(".txt")).to_have_text(fresh[1], timeout=WAIT)
             await expect(other.locator("#conn")).to_have_attribute("data-state", "history")
-            await expect(other.locator("#place-banner")).to_contain_text("linked line")
+            await expect(other.locator("#place-text")).to_have_text("Linked line, in its context")
             shown = await shown_lines(other)
             assert shown[shown.index(fresh[1]) - 1] == fresh[0]
             assert shown[shown.index(fresh[1]) + 1] == fresh[2]

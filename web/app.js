@@ -225,7 +225,7 @@ function noticeText(name, data) {
       return [`could not resume (${data.reason || "unknown position"}); showing recent lines`, true];
     case "dropped": {
       const what = typeof data.lines === "number" ? `${fmt.format(data.lines)} lines` :
-        `${fmt.format(data.bytes || 0)} bytes`;
+        typeof data.bytes === "number" ? `${fmt.format(data.bytes)} bytes` : "some lines";
       return [`${what} skipped: ${data.reason || "the client fell behind"}`, true];
     }
     case "limited":

@@ -8,11 +8,12 @@ import { compileFilter } from "./filter.js";
 import { splitId } from "./lineids.js";
 import { installLinks } from "./permalink.js";
 import { installSearch } from "./search.js";
-import { errorMessage } from "./stream.js";
+import { errorMessage, parseRetryAfter } from "./stream.js";
 
 const PAGE = 200; // lines per "load earlier" / "load later"
 const CONTEXT = 100; // lines each side of a permalinked line
 const EDGE_ROWS = 2; // this close to the top (or bottom) loads more by itself
+const BUSY_TRIES = 3; // a lookup refused as busy (429/503) is tried this often, after Retry-After
 const QUICK = { "15m": "15 minutes", "1h": "1 hour", "1d": "1 day" };
 const fmt = new Intl.NumberFormat("en");
 
@@ -27,15 +28,15 @@ function isoFromLocal(value) {
   return t.toISOString().replace(/\.000Z$/, "Z");
 }
 
-/** How a `since` value reads in the banner. */
+/** How a `since` value reads: "the last 15 minutes", or "from <the time>". */
 export function describeSince(since) {
   const m = /^(\d+)([smhd])$/.exec(since);
   if (m) {
     const unit = { s: "second", m: "minute", h: "hour", d: "day" }[m[2]];
-    return `the last ${plural(Number(m[1]), unit)}`;
+    return Number(m[1]) === 1 ? `the last ${unit}` : `the last ${plural(Number(m[1]), unit)}`;
   }
   const t = new Date(since);
-  return Number.isNaN(t.getTime()) ? since : t.toLocaleString();
+  return `from ${Number.isNaN(t.getTime()) ? since : t.toLocaleString()}`;
 }
 
 /**
@@ -60,6 +61,9 @@ export function installHistory({ root, model, list, view, connect, writeAddress,
   let endReached = false; // a permalink's context reached the end of the file
   let stalled = false; // an automatic load failed: wait for the button
   let targetId = null; // the permalinked line on show
+  // where the last page of earlier lines began, and the oldest entry after it: with the
+  // server filter on, lines that do not match are not kept, so the next page starts there
+  let cursor = null; // {seq, id}
 
   const links = installLinks({ model, list, view, announce });
   installSearch({ root, view, announce, openLine: (id) => go({ line: id, since: null }) });
@@ -106,10 +110,16 @@ export function installHistory({ root, model, list, view, connect, writeAddress,
     const p = new URLSearchParams({ at, before: String(before), after: String(after) });
     const url = new URL(`api/files/${encodeURIComponent(view.file)}/lines?${p}`, root).href;
     let res;
-    try {
-      res = await fetch(url, { credentials: "same-origin", cache: "no-store" });
-    } catch {
-      return { ok: false, status: 0, message: "cannot reach the server" };
+    for (let attempt = 1; ; attempt++) {
+      try {
+        res = await fetch(url, { credentials: "same-origin", cache: "no-store" });
+      } catch {
+        return { ok: false, status: 0, message: "cannot reach the server" };
+      }
+      if ((res.status !== 429 && res.status !== 503) || attempt >= BUSY_TRIES) break;
+      // a search of this client's may hold the history slots for a moment
+      const wait = parseRetryAfter(res.headers.get("retry-after")) ?? 1000 * attempt;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(5000, Math.max(250, wait))));
     }
     if (res.ok) {
       try {
@@ -163,7 +173,8 @@ export function installHistory({ root, model, list, view, connect, writeAddress,
       if (byHand) setStatus("No lines yet to load earlier ones from");
       return;
     }
-    if (first.id === null) {
+    const at = cursor && cursor.seq === first.seq ? cursor.id : first.id;
+    if (at === null) {
       setStatus("Earlier lines cannot be loaded: the oldest line here has no id");
       return;
     }
@@ -178,7 +189,7 @@ export function installHistory({ root, model, list, view, connect, writeAddress,
     stalled = false;
     updateButtons();
     setStatus("Loading earlier lines…");
-    const r = await fetchLines(first.id, Math.min(PAGE, room), 0);
+    const r = await fetchLines(at, Math.min(PAGE, room), 0);
     if (my !== epoch) return;
     busy = false;
     if (!r.ok) {
@@ -195,8 +206,8 @@ export function installHistory({ root, model, list, view, connect, writeAddress,
       updateButtons();
       return;
     }
-    const { lines, at, more_before: more, limited } = r.data;
-    let earlier = entries(lines.slice(0, at));
+    const { lines, more_before: more, limited } = r.data;
+    let earlier = entries(lines.slice(0, r.data.at));
     const got = earlier.length;
     let note = "";
     if (view.server && view.q) {
@@ -210,6 +221,8 @@ export function installHistory({ root, model, list, view, connect, writeAddress,
     }
     if (!list.follow) list.keepAnchor();
     const seqs = model.prepend(earlier, Date.now());
+    const oldest = edgeLine(false);
+    cursor = oldest && seqs.length === earlier.length && got ? { seq: oldest.seq, id: lines[0].id } : null;
     if (!more && seqs.length === earlier.length) startSeq = model.ring.head;
     let text = got ? `${plural(got, "earlier line")} loaded${note}` : "";
     if (atStart()) text = text ? `${text}; start of history` : "Start of history";
@@ -252,7 +265,7 @@ export function installHistory({ root, model, list, view, connect, writeAddress,
     list.showSeq(model.target);
     if (!moreBefore) startSeq = model.ring.head;
     endReached = !moreAfter;
-    ui.bannerText.textContent = "The linked line, highlighted, with the lines around it. Not following.";
+    ui.bannerText.textContent = "Linked line, in its context";
     ui.copyTarget.hidden = false;
     announce("Showing the linked line in its context");
     updateButtons();
@@ -296,13 +309,14 @@ export function installHistory({ root, model, list, view, connect, writeAddress,
     ui.banner.hidden = false;
     ui.banner.dataset.kind = "since";
     ui.copyTarget.hidden = true;
-    ui.bannerText.textContent = `From ${describeSince(view.since)} on, then following.`;
+    const what = describeSince(view.since);
+    ui.bannerText.textContent = `${what[0].toUpperCase()}${what.slice(1)}, then following`;
   }
 
   function jump(since) {
     if (!view.file) return;
     go({ since, line: null });
-    announce(`Showing lines from ${describeSince(since)} on`);
+    announce(`Showing ${describeSince(since)}, then following`);
   }
 
   // -- the app's hook ---------------------------------------------------------------------
@@ -315,6 +329,7 @@ export function installHistory({ root, model, list, view, connect, writeAddress,
     endReached = false;
     stalled = false;
     targetId = null;
+    cursor = null;
     setStatus("");
     ui.banner.hidden = !view.line && !view.since;
     links.reset();

@@ -82,17 +82,21 @@ export function installLinks({ model, list, view, announce }) {
       return;
     }
     for (i += step; i >= 0 && i < all.length; i += step) {
-      if (idOf(all[i].lvSeq) === null) continue;
-      if (!visible(all[i])) {
-        const r = all[i].getBoundingClientRect();
-        const vp = viewport.getBoundingClientRect();
-        viewport.scrollTop += step > 0 ? r.bottom - (vp.top + viewport.clientHeight) : r.top - vp.top;
+      const el = all[i];
+      if (idOf(el.lvSeq) === null) continue;
+      if (visible(el)) {
+        attach(el);
+        return;
       }
-      const target = all[i].lvSeq;
-      // the view renders on the next frame: find the row again then
+      const r = el.getBoundingClientRect();
+      const vp = viewport.getBoundingClientRect();
+      viewport.scrollTop += step > 0 ? r.bottom - (vp.top + viewport.clientHeight) : r.top - vp.top;
+      seq = el.lvSeq; // the next key goes on from here
+      row = el;
+      // the view renders on the next frame: place the button on the row then
       requestAnimationFrame(() => {
-        const el = rowOf(target);
-        if (el) attach(el);
+        const now = rowOf(seq);
+        if (now) attach(now);
       });
       return;
     }
@@ -163,7 +167,7 @@ export function installLinks({ model, list, view, announce }) {
     }
   });
   viewport.addEventListener("mouseleave", (e) => {
-    if (e.relatedTarget !== btn && !picking()) hide();
+    if (!btn.contains(e.relatedTarget) && !picking()) hide();
   });
   btn.addEventListener("mouseleave", (e) => {
     if (!viewport.contains(e.relatedTarget) && !picking()) hide();

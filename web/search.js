@@ -3,6 +3,7 @@
 // stream in as they are found, with the bytes scanned and the generation being read; Stop
 // aborts the request, which stops the scan on the server. A match opens in its context.
 
+import { showControls, stripAnsi } from "./ansi.js";
 import { compileFilter } from "./filter.js";
 import { errorMessage, parseRetryAfter, SSEParser } from "./stream.js";
 
@@ -125,7 +126,8 @@ export function installSearch({ root, view, openLine, announce }) {
     frame = 0;
     const batch = pending.splice(0, PER_FRAME);
     const frag = document.createDocumentFragment();
-    for (const [id, line] of batch) {
+    for (const [id, raw] of batch) {
+      const line = showControls(stripAnsi(raw)); // as the log shows it
       const i = ids.length;
       ids.push(id);
       const li = document.createElement("li");

@@ -220,6 +220,7 @@ export class LogView {
     this.follow = false;
     const { list } = this.model;
     this.anchor = list.length ? { seq: list.get(0), delta: -PAD } : null;
+    if (!this.anchor) this.setScrollTop(0); // lines to come start at the top
     this.notifyFollow();
     this.schedule();
   }

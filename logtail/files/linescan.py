@@ -248,10 +248,16 @@ def backward_regions(fd: int, lo: int, hi: int, max_line: int
         scan = start
 
 
+LONG_LINE_HUNT = 64 * 1024 * 1024  # read back at most this far for one line's start
+
+
 def _long_line_start(fd: int, lo: int, pos: int) -> tuple[int, int]:
-    """The start of the line that holds `pos` (not before `lo`), and the bytes read."""
+    """The start of the line that holds `pos` (not before `lo`), and the bytes read. A
+    line longer than LONG_LINE_HUNT is taken in pieces of that size (each shown as a cut
+    line): a file of gigabytes without a newline is scanned in steps that can be stopped
+    and reported on, never in one read."""
     read = 0
-    while pos > lo:
+    while pos > lo and read < LONG_LINE_HUNT:
         b = max(lo, pos - MAX_BLOCK)
         chunk = os.pread(fd, pos - b, b)
         read += len(chunk)
@@ -259,7 +265,7 @@ def _long_line_start(fd: int, lo: int, pos: int) -> tuple[int, int]:
         if nl >= 0:
             return b + nl + 1, read
         pos = b
-    return lo, read
+    return pos, read  # `lo`, or where the hunt stopped in a line of gigabytes
 
 
 def line_start(fd: int, pos: int) -> Generator[int, None, int]:
