@@ -584,6 +584,7 @@ class LiveRun:
     lines: int = 0
     received: int = 0
     p50_ms: float | None = None
+    p90_ms: float | None = None
     p99_ms: float | None = None
     max_ms: float | None = None
     problems: list[str] = field(default_factory=list)
@@ -688,14 +689,15 @@ def live_both(run: int, args: argparse.Namespace, server: Server, files: Files, 
     for mode, r in runs.items():
         ss, ms = slices[mode], pooled[mode]
         r.slices, r.lines, r.received = len(ss), lines * len(ss), sum(x.received for x in ss)
-        r.p50_ms, r.p99_ms, r.max_ms = pct(ms, 50), pct(ms, 99), max(ms, default=None)
+        r.p50_ms, r.p90_ms, r.p99_ms = pct(ms, 50), pct(ms, 90), pct(ms, 99)
+        r.max_ms = max(ms, default=None)
         r.problems = [p for x in ss for p in x.problems]
         r.server_cores = round(sum(x.cpu_s for x in ss) / sum(x.wall_s for x in ss), 2)
         if mode == "search":
             r.searches_done = sum(x.searches_done for x in ss)
             r.search_mb_s = sum(x.scanned for x in ss) / MB / sum(x.search_s for x in ss)
-        say(f"  {mode:6} p50 {r.p50_ms or 0:.2f} ms  p99 {r.p99_ms or 0:.2f} ms  max "
-            f"{r.max_ms or 0:.1f} ms  {r.received}/{r.lines} lines"
+        say(f"  {mode:6} p50 {r.p50_ms or 0:.2f} ms  p90 {r.p90_ms or 0:.2f} ms  p99 "
+            f"{r.p99_ms or 0:.2f} ms  max {r.max_ms or 0:.1f} ms  {r.received}/{r.lines} lines"
             + (f"  search {r.search_mb_s or 0:.0f} MB/s" if mode == "search" else "")
             + (f"  {r.problems}" if r.problems else ""))
     return list(runs.values())
@@ -822,9 +824,9 @@ def since_section(runs: list[SinceRun], big: str) -> tuple[str, dict[str, float 
 
 
 def live_section(runs: list[LiveRun], big: str) -> tuple[str, str]:
-    rows = ["| stream | p50 ms | p99 ms | max ms | lines received / written | "
+    rows = ["| stream | p50 ms | p90 ms | p99 ms | max ms | lines received / written | "
             "search MB/s meanwhile | server cores | others' cores before (highest) |",
-            "|" + "---|" * 8]
+            "|" + "---|" * 9]
     for mode in ("idle", "search"):
         rs = [r for r in runs if r.mode == mode]
         if not rs:
@@ -832,7 +834,8 @@ def live_section(runs: list[LiveRun], big: str) -> tuple[str, str]:
         label = "idle" if mode == "idle" else f"while searching the {big} file"
         rows.append(
             f"| {label} | {spread([r.p50_ms for r in rs], 2)} | "
-            f"{spread([r.p99_ms for r in rs], 2)} | {spread([r.max_ms for r in rs], 1)} | "
+            f"{spread([r.p90_ms for r in rs], 2)} | {spread([r.p99_ms for r in rs], 2)} | "
+            f"{spread([r.max_ms for r in rs], 1)} | "
             f"{sum(r.received for r in rs):,} / {sum(r.lines for r in rs):,} | "
             + (spread([r.search_mb_s for r in rs], 0) if mode == "search" else "—")
             + f" | {spread([r.server_cores for r in rs], 2)} | "
@@ -889,41 +892,46 @@ def write_markdown(path: Path, meta: Meta, results: dict[str, list], notes: list
                    files: Files) -> None:
     plain, big = f"{meta.plain_gb:g} GB", f"{meta.big_gb:g} GB"
     runs = f"{meta.runs} run{'s' if meta.runs != 1 else ''}"
+    quick = "; **--quick: smaller files, not the sizes the targets are about**" \
+        if meta.quick else ""
+    made = ", ".join(f"{k} {v}" for k, v in meta.files.items())
     parts = [f"""# History benchmark
 
-Written by `bench/history.py` ({meta.when}; code: {meta.code}; {runs}, each
-on a fresh server; {meta.cpus} CPUs; {meta.seconds / 60:.0f} min in all{
-        "; **--quick: smaller files, not the sizes the targets are about**" if meta.quick
-        else ""}). Figures are median [min–max] over runs; where a run makes many requests,
-its own median is taken first.
-
-Files (page cache warm: each read once before measuring): {", ".join(
-        f"{k} {v}" for k, v in meta.files.items())}.
+Written by `bench/history.py` ({meta.when}; code: {meta.code}; {runs}, each on a fresh
+server; {meta.cpus} CPUs; {meta.seconds / 60:.0f} min in all{quick}).
+Figures are median [min–max] over runs; where a run makes many requests, its own median is
+taken first.
+Files: {made}; each was read once before measuring, so every figure is from the page cache.
 """]
     if results.get("search"):
         parts.append(f"""## Search throughput
 
 `GET /api/files/{{plain|gz}}/search?<query>&order=asc&format=ndjson&limit={MAX_MATCHES}`,
-read to its end (httpx, streaming), against `{meta.grep}` / `zgrep` (`{meta.gzip}`) on the
-same file, its output read through a pipe; wall time, MB/s of uncompressed data (1 MB =
-10⁶ bytes). `plain` is `app.log`, {plain}; `gz` is a history of an empty `app.log` and
-`app.log.1.gz`, the same {plain} compressed by `gzip -6`. Queries: substring `q={WORD}&case=1`
-against `grep -F {WORD}`; `q={WORD}` (any case, logtail's default) against `grep -iF`;
-`regex=1&case=1&q={REGEX}` against `grep -E '{REGEX}'`. grep runs with
-`LC_ALL={GREP_ENV["LC_ALL"]}`. Who goes first alternates between runs.
+read to its end (httpx, streaming), against `{meta.grep}` and `zgrep` (`{meta.gzip}`) on
+the same file, their output read through a pipe: wall time, and MB/s of uncompressed data
+(1 MB = 10⁶ bytes).
+`plain` is an `app.log` of {plain}; `gz` is the history of an empty `app.log` and its
+`app.log.1.gz`, the same {plain} compressed by `gzip -6`.
+Queries: `q={WORD}&case=1` against `grep -F {WORD}`; `q={WORD}` (any case, logtail's
+default) against `grep -iF {WORD}`; `regex=1&case=1&q={REGEX}` against
+`grep -E '{REGEX}'`.
+grep runs with `LC_ALL={GREP_ENV["LC_ALL"]}`; who goes first alternates between runs.
 
 {search_section(results["search"], notes)}
 """)
     if results.get("since"):
         table, _ = since_section(results["since"], big)
+        blocks = files.big.blocks if files.big else 0
         parts.append(f"""## `since`: {big} against 1 MB
 
-Time from sending the request to the first line: `stream?since=T&follow=0&format=text`
-(the connection is closed after it) and `search?since=T&limit=1&order=asc&format=ndjson`,
-T the time of the file's middle line (with its fraction of a second), {meta.since_reps}
-requests per endpoint and file per run, the two files in turns, a new connection each.
-Every first line is checked to be that middle line. The {big} file's times grow through
-it ({files.big.blocks if files.big else 0:,} seconds of log); the 1 MB file is its first second.
+Time from sending the request to the first line of
+`stream?since=T&follow=0&format=text` (the connection is closed after it) and of
+`search?since=T&limit=1&order=asc&format=ndjson`, T the time of the file's middle line
+(with its fraction of a second): {meta.since_reps} requests per endpoint and file per run,
+the two files in turns, a new connection each.
+Every first line is checked to be that middle line.
+The {big} file's times grow through it ({blocks:,} seconds of log); the 1 MB file is its
+first second.
 
 {table}
 """)
@@ -940,14 +948,16 @@ it ({files.big.blocks if files.big else 0:,} seconds of log); the 1 MB file is i
 `bench/load_client.py` holds `GET /api/files/live/stream?n=0` on a file that
 `bench/writer.py` appends to at {meta.live_rate:.0f} lines/s, each line stamped with
 `CLOCK_MONOTONIC` as written; the client takes receive time minus stamp for every line and
-checks none is lost. Per run and mode, {meta.live_seconds:.0f} s of lines
-({meta.live_seconds * meta.live_rate:,.0f}), in {meta.live_slices} slices: idle and
-"while searching" alternate (which goes first alternates too), so that bursts of other
-work on this shared machine fall on both; each slice has a fresh stream and writer, and
-p50/p99/max are over the run's pooled lines. While searching, another client searches
-the {big} file for a regex no line matches (`{NO_MATCH}`, SSE, `limit` high), one search
-after another, started before the first line is written: the scan pool reads the file
-all through the slice. "Search MB/s meanwhile" is what those searches read per second.
+checks that none is lost.
+Per run and mode, {meta.live_seconds:.0f} s of lines
+({meta.live_seconds * meta.live_rate:,.0f}) in {meta.live_slices} slices: idle and "while
+searching" alternate (which goes first alternates too), so that bursts of other work on
+this shared machine fall on both; each slice has a fresh stream and writer, and the
+percentiles are over the run's pooled lines.
+While searching, another client searches the {big} file for a regex no line matches
+(`{NO_MATCH}`, SSE, `limit` high), one search after another, started before the first
+line is written: the scan pool reads the file all through the slice.
+"Search MB/s meanwhile" is what those searches read per second.
 
 {table}
 
@@ -956,10 +966,11 @@ all through the slice. "Search MB/s meanwhile" is what those searches read per s
     if results.get("lines"):
         parts.append(f"""## `lines?at=` in a {plain} `.gz` generation
 
-`GET /api/files/{{gz|plain}}/lines?at=<id>` (20 lines either side), ids from a search for a
-marker line placed near the start, in the middle and near the end of the file;
-{meta.lines_reps} requests each per run, one at a time. Each answer is checked to have the
-marker at `lines[at]`.
+`GET /api/files/{{gz|plain}}/lines?at=<id>` (20 lines either side), the ids from a search
+for marker lines placed near the start, in the middle and near the end of the file:
+{meta.lines_reps} requests each per run, one at a time.
+Each answer is checked to have the marker at `lines[at]`.
+No target: a `.gz` can only be read from its start.
 
 {lines_section(results["lines"], plain)}
 """)
