@@ -587,6 +587,7 @@ class LiveRun:
     p90_ms: float | None = None
     p99_ms: float | None = None
     max_ms: float | None = None
+    slice_p99_ms: list[float] = field(default_factory=list)  # each slice's own p99
     problems: list[str] = field(default_factory=list)
     searches_done: int = 0
     search_mb_s: float | None = None
@@ -691,6 +692,7 @@ def live_both(run: int, args: argparse.Namespace, server: Server, files: Files, 
         r.slices, r.lines, r.received = len(ss), lines * len(ss), sum(x.received for x in ss)
         r.p50_ms, r.p90_ms, r.p99_ms = pct(ms, 50), pct(ms, 90), pct(ms, 99)
         r.max_ms = max(ms, default=None)
+        r.slice_p99_ms = [p for x in ss if (p := pct(x.ms, 99)) is not None]
         r.problems = [p for x in ss for p in x.problems]
         r.server_cores = round(sum(x.cpu_s for x in ss) / sum(x.wall_s for x in ss), 2)
         if mode == "search":
@@ -824,9 +826,9 @@ def since_section(runs: list[SinceRun], big: str) -> tuple[str, dict[str, float 
 
 
 def live_section(runs: list[LiveRun], big: str) -> tuple[str, str]:
-    rows = ["| stream | p50 ms | p90 ms | p99 ms | max ms | lines received / written | "
-            "search MB/s meanwhile | server cores | others' cores before (highest) |",
-            "|" + "---|" * 9]
+    rows = ["| stream | p50 ms | p90 ms | p99 ms | p99 of the median slice, ms | max ms | "
+            "lines received / written | search MB/s meanwhile | server cores | "
+            "others' cores before (highest) |", "|" + "---|" * 10]
     for mode in ("idle", "search"):
         rs = [r for r in runs if r.mode == mode]
         if not rs:
@@ -835,24 +837,31 @@ def live_section(runs: list[LiveRun], big: str) -> tuple[str, str]:
         rows.append(
             f"| {label} | {spread([r.p50_ms for r in rs], 2)} | "
             f"{spread([r.p90_ms for r in rs], 2)} | {spread([r.p99_ms for r in rs], 2)} | "
-            f"{spread([r.max_ms for r in rs], 1)} | "
+            f"{spread([slice_p99(r) for r in rs], 2)} | {spread([r.max_ms for r in rs], 1)} | "
             f"{sum(r.received for r in rs):,} / {sum(r.lines for r in rs):,} | "
             + (spread([r.search_mb_s for r in rs], 0) if mode == "search" else "—")
             + f" | {spread([r.server_cores for r in rs], 2)} | "
               f"{spread([r.busy_before for r in rs], 2)} |")
-    pairs = [(i.p99_ms, s.p99_ms) for i, s in zip(
+    pairs = [(slice_p99(i), slice_p99(s)) for i, s in zip(
         [r for r in runs if r.mode == "idle"], [r for r in runs if r.mode == "search"],
-        strict=False) if i.p99_ms and s.p99_ms]  # the two modes of one run
+        strict=False)]  # the two modes of one run
+    pairs = [(i, s) for i, s in pairs if i and s]
     verdict = "—"
     if pairs:
         ratios = [s / i for i, s in pairs]
         ratio, busy = med(ratios) or 0.0, med([s for _, s in pairs]) or 0.0
         shown = ", ".join(f"{i:.1f} → {s:.1f}" for i, s in pairs)
-        verdict = (f"p99 while searching ÷ idle p99 of the same run: {spread(ratios, 2)} "
-                   f"(target ≤ 2: {yes(ratio <= 2)}); p99 while searching {busy:.1f} ms "
-                   f"(target ≤ 20 ms: {yes(busy <= 20)}). Per run, idle → searching p99: "
-                   f"{shown} ms.")
+        verdict = (f"Judged on each run's median slice p99 (one burst of other work in one "
+                   f"slice does not decide it): p99 while searching ÷ idle p99 of the same "
+                   f"run {spread(ratios, 2)} (target ≤ 2: {yes(ratio <= 2)}); p99 while "
+                   f"searching {busy:.1f} ms (target ≤ 20 ms: {yes(busy <= 20)}). Per run, "
+                   f"idle → searching: {shown} ms.")
     return "\n".join(rows), verdict
+
+
+def slice_p99(r: LiveRun) -> float | None:
+    """The median of a run's slice p99s."""
+    return med(r.slice_p99_ms)
 
 
 def lines_section(runs: list[LinesRun], plain: str) -> str:
@@ -952,8 +961,9 @@ checks that none is lost.
 Per run and mode, {meta.live_seconds:.0f} s of lines
 ({meta.live_seconds * meta.live_rate:,.0f}) in {meta.live_slices} slices: idle and "while
 searching" alternate (which goes first alternates too), so that bursts of other work on
-this shared machine fall on both; each slice has a fresh stream and writer, and the
-percentiles are over the run's pooled lines.
+this shared machine fall on both; each slice has a fresh stream and writer.
+p50, p90, p99 and max are over the run's pooled lines; "p99 of the median slice" is the
+median of the run's slice p99s, which a burst of other work in one slice does not move.
 While searching, another client searches the {big} file for a regex no line matches
 (`{NO_MATCH}`, SSE, `limit` high), one search after another, started before the first
 line is written: the scan pool reads the file all through the slice.
