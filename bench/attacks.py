@@ -44,13 +44,12 @@ import httpx
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
-from common import CpuMark, Quiet, free_port, line_block, tree  # noqa: E402
+from common import CpuMark, LogtailServer, Quiet, line_block, tree  # noqa: E402
 
 SCENARIOS = ("none", "regex", "resume", "logins")
 LEGIT_URL = "/api/files/small/stream?n=10&follow=0"
 REGEX_URL = "/api/files/nomatch/stream?q=(x%2B)%2By&regex=1&n=10&follow=0"
 RESUME_URL = "/api/files/big/stream?follow=0"
-HOUSEKEEPING_IP = "127.0.0.254"  # readiness checks: not charged to anyone measured
 REGEX_IP, RESUME_IP = "127.0.0.2", "127.0.0.3"
 LOGIN_IPS = tuple(f"127.0.0.{i}" for i in range(10, 90))
 PER_IP_REQUESTS = 100  # per legitimate address per run: under 120/minute on a fresh server
@@ -89,14 +88,8 @@ def password_hash(env: dict[str, str]) -> str:
     return out.stdout.strip().splitlines()[-1]
 
 
-@dataclass
-class Server:
-    """`python -m logtail serve` on loopback with default limits, as tests/helpers.py's
-    ServerProcess does, but its output goes to a file (a pipe nobody reads could fill)."""
-
-    proc: subprocess.Popen[bytes]
-    base: str
-    log: Path
+class Server(LogtailServer):
+    """logtail with default limits (those under attack), as a child process."""
 
     @classmethod
     def start(cls, work: Path, files: dict[str, Path], env: dict[str, str],
@@ -105,37 +98,7 @@ class Server:
         auth = f'[auth]\nusers = {{ alice = "{auth_hash}" }}\n\n' if auth_hash else ""
         conf.write_text('[server]\nhost = "127.0.0.1"\n\n' + auth + "".join(
             f'[[files]]\nname = "{n}"\npath = "{p}"\n' for n, p in files.items()))
-        port = free_port()
-        log = work / f"{tag}.log"
-        with open(log, "wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "logtail", "serve", "-c", str(conf), "--port", str(port)],
-                cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT)
-        server = cls(proc, f"http://127.0.0.1:{port}", log)
-        server.wait_ready()
-        return server
-
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        transport = httpx.HTTPTransport(local_address=HOUSEKEEPING_IP)
-        with httpx.Client(transport=transport, timeout=2, trust_env=False) as client:
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"server exited: {self.log.read_text()[-2000:]}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if client.get(self.base + "/healthz").status_code in (200, 503):
-                        return
-                time.sleep(0.2)
-        raise TimeoutError("server did not start")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        return cls.run(conf, work / f"{tag}.log", env, work)
 
 
 def client_for(ip: str, connections: int = 10) -> httpx.AsyncClient:

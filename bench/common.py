@@ -9,9 +9,14 @@ append-to-client latency, and the sequence numbers prove that no line was lost.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
+import signal
 import socket
+import subprocess
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -180,3 +185,52 @@ class Quiet:
             busy = busy_cores(1.0)
         self.waited += time.monotonic() - start
         return busy
+
+
+HOUSEKEEPING_IP = "127.0.0.254"  # readiness checks: not charged to any address measured
+
+
+@dataclass
+class LogtailServer:
+    """`python -m logtail serve -c CONF` on loopback, its output going to a file (a pipe
+    nobody reads could fill); ready once `/healthz` answers."""
+
+    proc: subprocess.Popen[bytes]
+    base: str
+    port: int
+    log: Path
+
+    @classmethod
+    def run(cls, conf: Path, log: Path, env: dict[str, str], cwd: Path) -> LogtailServer:
+        port = free_port()
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "logtail", "serve", "-c", str(conf), "--port", str(port)],
+                cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        server = cls(proc, f"http://127.0.0.1:{port}", port, log)
+        server.wait_ready()
+        return server
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        import httpx
+
+        transport = httpx.HTTPTransport(local_address=HOUSEKEEPING_IP)
+        with httpx.Client(transport=transport, timeout=2, trust_env=False) as client:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"server exited: {self.log.read_text()[-2000:]}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if client.get(self.base + "/healthz").status_code in (200, 503):
+                        return
+                time.sleep(0.2)
+        raise TimeoutError("server did not start")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)

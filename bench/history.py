@@ -49,7 +49,7 @@ import httpx
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
-from common import CpuMark, Quiet, free_port, tree  # noqa: E402
+from common import CpuMark, LogtailServer, Quiet, tree  # noqa: E402
 
 PHASES = ("since", "search", "lines", "live")
 GB = 1_000_000_000
@@ -70,7 +70,6 @@ QUERIES: dict[str, tuple[dict[str, str], list[str]]] = {
 MAX_MATCHES = 1_000_000
 GREP_ENV = {"LC_ALL": "C.UTF-8"}
 TIMEOUT_S = 600.0  # any one request or command
-HOUSEKEEPING_IP = "127.0.0.254"
 
 
 # -- the logs -----------------------------------------------------------------------------
@@ -295,15 +294,9 @@ def warm(paths: list[Path]) -> float:
 
 # -- the server ---------------------------------------------------------------------------
 
-@dataclass
-class Server:
-    """`python -m logtail serve` on loopback with limits raised (nothing here should meet
-    a rate limit); its output goes to a file."""
-
-    proc: subprocess.Popen[bytes]
-    base: str
-    port: int
-    log: Path
+class Server(LogtailServer):
+    """logtail with its limits raised (nothing here should meet a rate limit), as a child
+    process."""
 
     @classmethod
     def start(cls, work: Path, files: dict[str, Path], env: dict[str, str], tag: str
@@ -319,37 +312,7 @@ class Server:
             f"[history]\nmax_scan_bytes = {big}\nmax_matches = {MAX_MATCHES}\n\n"
             + "".join(f"[[files]]\nname = {json.dumps(n)}\npath = {json.dumps(str(p))}\n\n"
                       for n, p in files.items()))
-        port = free_port()
-        log = work / f"server-{tag}.log"
-        with open(log, "wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "logtail", "serve", "-c", str(conf), "--port", str(port)],
-                cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT)
-        server = cls(proc, f"http://127.0.0.1:{port}", port, log)
-        server.wait_ready()
-        return server
-
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        transport = httpx.HTTPTransport(local_address=HOUSEKEEPING_IP)
-        with httpx.Client(transport=transport, timeout=2, trust_env=False) as client:
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"server exited: {self.log.read_text()[-2000:]}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if client.get(self.base + "/healthz").status_code in (200, 503):
-                        return
-                time.sleep(0.2)
-        raise TimeoutError("server did not start")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        return cls.run(conf, work / f"server-{tag}.log", env, work)
 
 
 def http() -> httpx.Client:

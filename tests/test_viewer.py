@@ -16,22 +16,18 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from helpers import ServerProcess, append, free_port, live_server, make_config, sse, toml_config
-from playwright.async_api import Browser, Page, async_playwright, expect
-from viewer_support import PageWatch, PrefixProxy, launch, saved_lines, shown_lines, viewer_page
+from playwright.async_api import Browser, Page, expect
+from viewer_support import (
+    WAIT,
+    PageWatch,
+    PrefixProxy,
+    open_live,
+    saved_lines,
+    shown_lines,
+    viewer_page,
+)
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(90)]
-
-WAIT = 15_000  # ms: generous, never a timing assertion
-
-
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as pw:
-        b = await launch(pw)
-        try:
-            yield b
-        finally:
-            await b.close()
 
 
 @pytest_asyncio.fixture(loop_scope="module")
@@ -42,11 +38,6 @@ async def view(browser: Browser) -> AsyncIterator[tuple[Page, PageWatch]]:
 
 def numbered(prefix: str, start: int, stop: int) -> list[str]:
     return [f"{prefix} {i:05d}" for i in range(start, stop)]
-
-
-async def open_live(page: Page, url: str) -> None:
-    await page.goto(url)
-    await expect(page.locator("#conn")).to_have_attribute("data-state", "live", timeout=WAIT)
 
 
 async def last_shown(page: Page) -> str:

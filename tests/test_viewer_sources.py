@@ -5,30 +5,16 @@ Chromium: files that appear are offered without a reload, files that go are mark
 from __future__ import annotations
 
 import tomllib
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 from helpers import RELAXED, append, live_server
-from playwright.async_api import Browser, Page, async_playwright, expect
-from viewer_support import PrefixProxy, launch, shown_lines, viewer_page
+from playwright.async_api import Page, expect
+from viewer_support import WAIT, PrefixProxy, shown_lines, viewer_page
 
 from logtail.config import Config, parse_config
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(90)]
-
-WAIT = 15_000  # ms: generous, never a timing assertion
-
-
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as pw:
-        b = await launch(pw)
-        try:
-            yield b
-        finally:
-            await b.close()
 
 
 def glob_config(tmp: Path) -> Config:

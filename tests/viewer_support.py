@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from playwright.async_api import Browser, ConsoleMessage, Page, Playwright
+from playwright.async_api import Browser, ConsoleMessage, Page, Playwright, expect
 
 CHROMIUM_ARGS = [
     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -183,3 +183,12 @@ async def viewer_page(browser: Browser, **context_args: object) -> AsyncIterator
         yield page, watch
     finally:
         await context.close()
+
+
+WAIT = 15_000  # ms: generous, never a timing assertion
+
+
+async def open_live(page: Page, url: str) -> None:
+    """Open the viewer and wait until its stream is live."""
+    await page.goto(url)
+    await expect(page.locator("#conn")).to_have_attribute("data-state", "live", timeout=WAIT)
