@@ -19,7 +19,7 @@ import httpx
 import pytest
 from helpers import append, live_server, make_config
 from history_support import write_history
-from playwright.async_api import Page, expect
+from playwright.async_api import Locator, Page, expect
 from viewer_support import WAIT, open_live, saved_lines, shown_lines, viewer_page
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(120)]
@@ -47,6 +47,20 @@ async def settles(get: Callable[[], Awaitable[Any]], want: Any = None,
             assert ok, got
             return got
         await asyncio.sleep(0.05)
+
+
+async def point_at(page: Page, row: Locator, link: Locator, wanted: re.Pattern[str]) -> None:
+    """Put the pointer on `row` until the copy-link button names it.
+
+    The pointer leaves first, so that arriving is a real move: a late repaint (the list
+    following its end on a busy machine) can slide another row under a pointer kept still.
+    """
+    for _ in range(20):
+        await page.mouse.move(0, 0)
+        await row.hover()
+        if wanted.match(await link.get_attribute("aria-label") or ""):
+            return
+        await asyncio.sleep(0.25)
 
 
 def find(lines: list[str], marker: str) -> str:
@@ -371,15 +385,9 @@ async def test_copy_a_line_link_and_open_it_in_context(tmp_path, browser):
         await expect(page.locator("#count")).to_have_text("100 lines", timeout=WAIT)
         link = page.locator("#line-link")
         await expect(link).not_to_have_class(re.compile(r"\bon\b"))
-        # hover the row until the button names it: a late repaint (the list following
-        # its end on a busy machine) can move another row under a pointer that stays put
         row = page.locator("#rows .row", has_text="emoji")
         wanted = re.compile(r"^Copy link to line 99: .*emoji")
-        for _ in range(20):
-            await row.hover()
-            if wanted.match(await link.get_attribute("aria-label") or ""):
-                break
-            await asyncio.sleep(0.25)
+        await point_at(page, row, link, wanted)
         await expect(link).to_have_class(re.compile(r"\bon\b"))
         await expect(link).to_have_attribute("aria-label", wanted)
         await link.click()
@@ -388,8 +396,10 @@ async def test_copy_a_line_link_and_open_it_in_context(tmp_path, browser):
         assert re.fullmatch(rf"{re.escape(base)}/#file=app&line={LINE_ID}", url), url
         assert await line_at(base, url.split("line=")[1]) == fresh[1]
 
-        # from the keyboard: Tab from the log reaches the button, arrows pick a line
+        # from the keyboard: Tab from the log reaches the button on the line under the
+        # pointer (the blur of the focus move hid it: point again), arrows pick a line
         await page.locator("#viewport").focus()
+        await point_at(page, row, link, wanted)
         await page.keyboard.press("Tab")
         await expect(link).to_be_focused()
         await expect(link).to_have_class(re.compile(r"\bon\b"))

@@ -1,6 +1,6 @@
 // "Copy link" for every line, with one button for the whole page (rows stay cheap): it sits
 // at the right end of the row under the pointer. From the keyboard, Tab from the log
-// reaches it on the first line on screen; the arrow keys move it from line to line (the
+// reaches it on the line under the pointer, else on the first line on screen; the arrow keys move it from line to line (the
 // view stops following while you pick), Enter copies, Esc goes back to the log.
 // The link is the page's address with `#file=<name>&line=<line id>`.
 
