@@ -23,6 +23,7 @@ run: install
 
 ## make test: set up (Python packages, and the Debian packages the tests start), lint, run every test.
 test: install system-deps lint
+	$(BIN)/python tests/fetch_axe.py
 	$(BIN)/pytest
 
 ## make lint: ruff everywhere, and mypy --strict on logtail/ (configured in pyproject.toml).

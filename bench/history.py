@@ -49,7 +49,7 @@ import httpx
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
-from common import CpuMark, LogtailServer, Quiet, tree  # noqa: E402
+from common import CpuMark, LogtailServer, MachineMark, Quiet, tree  # noqa: E402
 
 PHASES = ("since", "search", "lines", "live")
 GB = 1_000_000_000
@@ -556,6 +556,7 @@ class LiveRun:
     search_mb_s: float | None = None
     server_cores: float = 0.0
     busy_before: float = 0.0
+    others_during: list[float] = field(default_factory=list)  # each slice's, in cores
 
 
 @dataclass
@@ -565,6 +566,7 @@ class Slice:
     problems: list[str]
     cpu_s: float
     wall_s: float
+    others: float = 0.0  # cores kept busy meanwhile by processes not of this bench
     scanned: int = 0
     search_s: float = 0.0
     searches_done: int = 0
@@ -603,9 +605,13 @@ def live_slice(server: Server, files: Files, work: Path, mode: str, first: int, 
             if not searcher.scanning.wait(30):
                 problems.append("the search did not start scanning within 30 s")
         cpu = CpuMark.start(tree(server.proc.pid))
+        client_cpu = CpuMark.start([client.p.pid])
+        machine, own = MachineMark(), _own_cpu()
         subprocess.run([sys.executable, str(BENCH / "writer.py"), str(files.live), "--count",
                         str(lines), "--rate", str(rate), "--first", str(first)],
                        capture_output=True, timeout=secs + 60, check=True)
+        busy = machine.stop()
+        ours = client_cpu.stop()[0] + _own_cpu() - own  # the writer is a child: in `own`
         res = client.wait("RESULT", 30)
         cpu_s, wall = cpu.stop()
     finally:
@@ -623,13 +629,20 @@ def live_slice(server: Server, files: Files, work: Path, mode: str, first: int, 
     problems += [*res.get("errors", []), *res.get("failed", [])]
     if res.get("firsts_bad"):
         problems.append("the first line was not the first written")
-    out = Slice([v / 1e6 for v in lat], int(res.get("counts_sum", 0)), problems, cpu_s, wall)
+    out = Slice([v / 1e6 for v in lat], int(res.get("counts_sum", 0)), problems, cpu_s, wall,
+                others=max(0.0, busy - (cpu_s + ours) / wall))
     if searcher is not None:
         out.scanned, out.search_s = searcher.scanned, searcher.elapsed
         out.searches_done = searcher.done_searches
         if searcher.error:
             problems.append(f"searcher: {searcher.error}")
     return out
+
+
+def _own_cpu() -> float:
+    """CPU seconds of this process (its searcher thread too) and its waited-for children."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
 
 
 def live_both(run: int, args: argparse.Namespace, server: Server, files: Files, work: Path,
@@ -658,12 +671,15 @@ def live_both(run: int, args: argparse.Namespace, server: Server, files: Files, 
         r.slice_p99_ms = [p for x in ss if (p := pct(x.ms, 99)) is not None]
         r.problems = [p for x in ss for p in x.problems]
         r.server_cores = round(sum(x.cpu_s for x in ss) / sum(x.wall_s for x in ss), 2)
+        r.others_during = [round(x.others, 2) for x in ss]
         if mode == "search":
             r.searches_done = sum(x.searches_done for x in ss)
             r.search_mb_s = sum(x.scanned for x in ss) / MB / sum(x.search_s for x in ss)
         say(f"  {mode:6} p50 {r.p50_ms or 0:.2f} ms  p90 {r.p90_ms or 0:.2f} ms  p99 "
             f"{r.p99_ms or 0:.2f} ms  max {r.max_ms or 0:.1f} ms  {r.received}/{r.lines} lines"
             + (f"  search {r.search_mb_s or 0:.0f} MB/s" if mode == "search" else "")
+            + f"  slice p99s {', '.join(f'{p:.1f}' for p in r.slice_p99_ms)} ms, others' "
+              f"cores meanwhile {', '.join(f'{o:.2f}' for o in r.others_during)}"
             + (f"  {r.problems}" if r.problems else ""))
     return list(runs.values())
 
@@ -791,7 +807,8 @@ def since_section(runs: list[SinceRun], big: str) -> tuple[str, dict[str, float 
 def live_section(runs: list[LiveRun], big: str) -> tuple[str, str]:
     rows = ["| stream | p50 ms | p90 ms | p99 ms | p99 of the median slice, ms | max ms | "
             "lines received / written | search MB/s meanwhile | server cores | "
-            "others' cores before (highest) |", "|" + "---|" * 10]
+            "others' cores before (highest) | others' cores during, slices' median (highest) |",
+            "|" + "---|" * 11]
     for mode in ("idle", "search"):
         rs = [r for r in runs if r.mode == mode]
         if not rs:
@@ -804,7 +821,9 @@ def live_section(runs: list[LiveRun], big: str) -> tuple[str, str]:
             f"{sum(r.received for r in rs):,} / {sum(r.lines for r in rs):,} | "
             + (spread([r.search_mb_s for r in rs], 0) if mode == "search" else "—")
             + f" | {spread([r.server_cores for r in rs], 2)} | "
-              f"{spread([r.busy_before for r in rs], 2)} |")
+              f"{spread([r.busy_before for r in rs], 2)} | "
+              f"{spread([med(r.others_during) for r in rs], 2)} "
+              f"({max((o for r in rs for o in r.others_during), default=0):.2f}) |")
     pairs = [(slice_p99(i), slice_p99(s)) for i, s in zip(
         [r for r in runs if r.mode == "idle"], [r for r in runs if r.mode == "search"],
         strict=False)]  # the two modes of one run
@@ -930,7 +949,10 @@ median of the run's slice p99s, which a burst of other work in one slice does no
 While searching, another client searches the {big} file for a regex no line matches
 (`{NO_MATCH}`, SSE, `limit` high), one search after another, started before the first
 line is written: the scan pool reads the file all through the slice.
-"Search MB/s meanwhile" is what those searches read per second.
+"Search MB/s meanwhile" is what those searches read per second. "Others' cores during"
+is what processes not of this bench kept busy while each slice's lines were written (the
+whole machine's busy time less the server's, the clients' and the writer's): where it is
+high, the two modes are measuring the machine's other work more than the server.
 
 {table}
 

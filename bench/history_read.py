@@ -11,20 +11,35 @@ live stream would feel):
   `os.pread` and the search both in the thread, in 4 MiB slices, newest first
   (backwards) and oldest first.
 
-    python bench/history_read.py [--mb 1024] [--runs 3]
+With `--gil`, instead: how long the scan thread holds the GIL at a stretch. `Search`
+runs in this thread over the plain file and over a `.gz` of its first quarter, and the
+CPU time between the calls that let the GIL go (`os.pread`/`os.preadv`, RE2's search,
+zlib's inflate) is taken for each stretch: the event loop, wanting the GIL back, waits
+for the one under way (up to the switch interval, for Python). CPU time of the thread,
+not wall time, so other work on a shared machine hardly moves it; run it once per code
+to compare (`PYTHONPATH=<a copy of the package> python bench/history_read.py --gil`).
+
+    python bench/history_read.py [--mb 1024] [--runs 3] [--gil]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gzip
+import os
 import statistics
 import tempfile
 import time
+import zlib
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import aiofiles
+import re2
 
+import logtail
 from logtail.streaming.filters import LineFilter
 from logtail.streaming.scans import GeneratorScan, ScanGate
 from logtail.streaming.search import Search, SearchSpec
@@ -96,11 +111,106 @@ async def measure(name: str, work: object) -> tuple[float, float, float, int]:
     return elapsed, p99 * 1000, lags[-1] * 1000 if lags else 0.0, found
 
 
+class GilHeld:
+    """Stretches of thread CPU time between calls that let the GIL go, in this thread."""
+
+    def __init__(self) -> None:
+        self.stretches: list[int] = []  # ns
+        self.left: int | None = None  # when the last such call returned
+        self.saved: list[tuple[Any, str, Any]] = []
+
+    def releasing(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            now = time.thread_time_ns()
+            if self.left is not None:
+                self.stretches.append(now - self.left)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.left = time.thread_time_ns()
+        return call
+
+    def __enter__(self) -> GilHeld:
+        inflater = zlib.decompressobj
+        held = self
+
+        class Inflate:  # zlib's objects take no new attributes: wrap the one call
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                self._d = inflater(*args, **kwargs)
+                self.decompress = held.releasing(self._d.decompress)
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(self._d, name)
+
+        for owner, name, new in ((os, "pread", None), (os, "preadv", None),
+                                 (re2._Regexp, "search", None),
+                                 (zlib, "decompressobj", Inflate)):
+            old = getattr(owner, name)
+            self.saved.append((owner, name, old))
+            setattr(owner, name, new or self.releasing(old))
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for owner, name, old in self.saved:
+            setattr(owner, name, old)
+
+
+def gil_case(log: Path, f: LineFilter, desc: bool) -> tuple[float, list[int], int]:
+    """MB per CPU second, the GIL stretches (ns) and the bytes scanned, for one search."""
+    with GilHeld() as held:
+        s = Search(log, SearchSpec(f, None, None, 1_000_000, desc, 1 << 40, 65536))
+        scan = GeneratorScan(s.work())
+        t0 = time.thread_time()
+        while not scan.step(4 << 20):
+            held.left = None  # between slices the thread goes back to the pool
+            s.take()
+        cpu = time.thread_time() - t0
+    return s.scanned / 1e6 / cpu, held.stretches, s.scanned
+
+
+def gil_main(args: argparse.Namespace, tmp: Path) -> None:
+    plain = tmp / "plain" / "app.log"
+    plain.parent.mkdir()
+    size = make(plain, args.mb)
+    gz = tmp / "gz" / "app.log"
+    gz.parent.mkdir()
+    gz.write_bytes(b"")
+    with open(plain, "rb") as src, gzip.open(tmp / "gz" / "app.log.1.gz", "wb", 6) as out:
+        for _ in range(args.mb // 4):
+            out.write(src.read(1 << 20))
+    plain.read_bytes() if args.mb <= 2048 else None  # warm the page cache once
+    regex = LineFilter(r"latency=[0-9]{7,}ms", regex=True)  # RE2 over blocks, no match
+    cases = [("regex, oldest first", plain, regex, False),
+             ("regex, newest first", plain, regex, True),
+             ("regex, .gz", gz, regex, False),
+             ("invert (Python per line)", plain, LineFilter("GET", invert=True), False)]
+    print(f"{size / 2**20:.0f} MiB plain, {args.mb // 4} MiB in a .gz; page cache warm; "
+          f"code in {Path(logtail.__file__).parent}; medians of {args.runs} runs")
+    print(f"{'':26} {'MB/s cpu':>8} {'held ms/MiB':>11} {'stretch p50 ms':>14} "
+          f"{'p99':>6} {'p99.9':>6} {'max':>6}")
+    for name, log, f, desc in cases:
+        rows = []
+        for _ in range(args.runs):
+            mbps, st, scanned = gil_case(log, f, desc)
+            st.sort()
+            q = [st[min(len(st) - 1, int(len(st) * p))] / 1e6 for p in (0.5, 0.99, 0.999)]
+            rows.append((mbps, sum(st) / 1e6 / (scanned / 2**20), *q, st[-1] / 1e6))
+        med = [statistics.median(r[i] for r in rows) for i in range(6)]
+        print(f"{name:26} {med[0]:8.0f} {med[1]:11.3f} {med[2]:14.3f} {med[3]:6.3f} "
+              f"{med[4]:6.3f} {med[5]:6.2f}")
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--mb", type=int, default=1024)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--gil", action="store_true",
+                    help="measure the GIL stretches of the scan thread instead")
     args = ap.parse_args()
+    if args.gil:
+        with tempfile.TemporaryDirectory() as tmp:
+            gil_main(args, Path(tmp))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "app.log"
         size = make(path, args.mb)

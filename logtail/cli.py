@@ -1,4 +1,5 @@
-"""Command line: `logtail serve`, `logtail check-config`, `logtail hash-password`, `logtail demo`.
+"""Command line: `logtail serve`, `logtail ship`, `logtail check-config`, `logtail hash-password`,
+`logtail demo`.
 
 Startup problems become one line on stderr and an exit code (2 for a bad config or bad
 arguments), never a traceback.
@@ -29,6 +30,7 @@ from logtail.config import (
     config_schema,
     load_config,
     parse_config,
+    redact_url,
 )
 from logtail.files.secret import SecretError, load_or_create_secret, secret_path
 
@@ -46,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
                "  logtail serve /var/log/syslog      serve one file, no config needed\n"
                "  logtail serve /var/log/nginx/      serve the logs in a directory\n"
                "  logtail check-config -c prod.toml  validate a config and exit\n"
+               "  logtail ship -c ship.toml          append the config's files to Redis\n"
                "  curl -N 'http://127.0.0.1:8080/api/files/syslog/stream?format=text'",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -64,6 +67,14 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, help="port to bind (default from config: 8080; 0 = any)")
     s.add_argument("files", nargs="*", metavar="FILE",
                    help="files or directories to serve instead of [[files]]")
+
+    sh = sub.add_parser("ship", help="append the config's files to Redis Streams",
+                        description="Follow the config's [[files]] and append every line to "
+                                    "the Redis stream logtail:<host>:<name> ([redis] url, "
+                                    "[ship] host), exactly once across restarts. Stops "
+                                    "cleanly on SIGTERM or SIGINT.")
+    sh.add_argument("-c", "--config", metavar="PATH",
+                    help=f"config file (default: ./{DEFAULT_CONFIG})")
 
     c = sub.add_parser("check-config", help="validate a config file and exit",
                        description="Validate a config file (with the environment's "
@@ -146,7 +157,10 @@ def serve(config: Config) -> int:
         load_or_create_secret(key_file)
     except SecretError as e:
         raise ConfigError(f"server.secret_file: {e}") from None
-    names = ", ".join(f"{f.name}.*" if f.glob else f.name for f in config.files)
+    served = [f"{f.name}.*" if f.glob else f.name for f in config.files]
+    if config.fleet.enabled:
+        served.append(f"the files shipped to {redact_url(config.redis.url)}")
+    names = ", ".join(served)
     print(f"logtail {__version__}: serving {names} on http://{server.host}:{server.port}/",
           file=sys.stderr, flush=True)
     if server.workers == 1:
@@ -180,6 +194,21 @@ def serve(config: Config) -> int:
     return 0
 
 
+def ship(config: Config) -> int:
+    from logtail.fleet.ship import run_ship
+
+    _log_to_stderr()
+    return run_ship(config)
+
+
+def _log_to_stderr() -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    ours = logging.getLogger("logtail")
+    ours.addHandler(handler)
+    ours.setLevel(logging.INFO)
+
+
 def hash_password_command() -> int:
     from logtail.http.auth import hash_password
 
@@ -203,6 +232,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return serve(_load(args))
+        if args.command == "ship":
+            return ship(_config(args.config))
         if args.command == "check-config":
             if args.schema:
                 print(json.dumps(config_schema(), indent=2))

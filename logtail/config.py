@@ -16,21 +16,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 __all__ = [
     "AuthConfig",
     "Config",
     "ConfigError",
     "FileConfig",
+    "FleetConfig",
     "HistoryConfig",
     "LimitsConfig",
+    "RedisConfig",
     "ServerConfig",
+    "ShipConfig",
     "StreamConfig",
     "WatchConfig",
     "config_for_paths",
     "config_schema",
     "load_config",
     "parse_config",
+    "redact_url",
 ]
 
 NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -110,6 +115,7 @@ class LimitsConfig:
     scan_threads: int = field(default=2, metadata=_check(_positive))
     scans_per_ip: int = field(default=1, metadata=_check(_positive))
     max_files: int = field(default=1000, metadata=_check(_positive))
+    max_files_per_stream: int = field(default=16, metadata=_check(_positive))
 
 
 @dataclass(frozen=True)
@@ -146,6 +152,75 @@ class HistoryConfig:
     max_matches: int = field(default=10000, metadata=_check(_positive))
 
 
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+SHIP_HOST_RE = re.compile(r"^[A-Za-z0-9._-]{1,253}$")
+
+
+def _redis_url(v: str) -> str | None:
+    """What redis-py's `from_url` takes: redis://[[user]:password@]host[:port][/db],
+    rediss:// (TLS) the same, unix:///path/to/socket[?db=N]."""
+    wanted = 'must look like "redis://[:password@]host[:port][/db]", rediss://... or ' \
+             '"unix:///path/to/redis.sock"'
+    try:
+        url = urlsplit(v)
+        port = url.port
+    except ValueError:
+        return wanted
+    if url.scheme not in REDIS_SCHEMES:
+        return wanted
+    if url.scheme == "unix":
+        return None if url.path else wanted
+    if port == 0 or not url.hostname or not re.fullmatch(r"/?[0-9]*", url.path):
+        return wanted
+    return None
+
+
+def _ship_host(v: str) -> str | None:
+    """A host names Redis keys (`logtail:<host>:<file>`): no `:`, nothing surprising."""
+    if v == "" or (SHIP_HOST_RE.match(v) and v not in (".", "..")):
+        return None
+    return "must be 1-253 characters of A-Z a-z 0-9 . _ - (\"\" = the machine's hostname)"
+
+
+def redact_url(v: str) -> str:
+    """A URL fit for logs and error messages: its password replaced by `***`."""
+    try:
+        url = urlsplit(v)
+        if url.password is None:
+            return v
+        user = url.username or ""
+        host = url.netloc.rpartition("@")[2]
+        return urlunsplit(url._replace(netloc=f"{user}:***@{host}"))
+    except ValueError:
+        return "(a URL that cannot be parsed)" if "@" in v else v
+
+
+@dataclass(frozen=True)
+class RedisConfig:
+    """Where shipped logs go (`logtail ship`) and are read from."""
+
+    url: str = field(default="redis://127.0.0.1:6379/0",
+                     metadata={"check": _redis_url, "shown": redact_url})
+
+
+@dataclass(frozen=True)
+class ShipConfig:
+    """`logtail ship`: this host's name in Redis, and how much Redis keeps per file."""
+
+    host: str = field(default="", metadata=_check(_ship_host))  # "" = socket.gethostname()
+    maxlen: int = field(default=1_000_000, metadata=_check(_positive))  # lines, about
+    heartbeat_s: float = field(default=5.0, metadata=_check(_positive))
+
+
+@dataclass(frozen=True)
+class FleetConfig:
+    """`logtail serve`: also serve every file that shippers publish in `[redis] url`."""
+
+    enabled: bool = False
+    list_s: float = field(default=2.0, metadata=_check(_positive))  # list refreshed this often
+    quiet_s: float = field(default=30.0, metadata=_check(_positive))  # a host this quiet: marked
+
+
 @dataclass(frozen=True)
 class FileConfig:
     """One [[files]] entry: a file (`path`), or a glob whose matches are served as
@@ -167,6 +242,9 @@ class Config:
     auth: AuthConfig = AuthConfig()
     watch: WatchConfig = WatchConfig()
     history: HistoryConfig = HistoryConfig()
+    redis: RedisConfig = RedisConfig()
+    ship: ShipConfig = ShipConfig()
+    fleet: FleetConfig = FleetConfig()
     files: tuple[FileConfig, ...] = ()
     source: Path | None = None
 
@@ -189,6 +267,9 @@ SECTIONS: dict[str, type] = {
     "limits": LimitsConfig,
     "watch": WatchConfig,
     "history": HistoryConfig,
+    "redis": RedisConfig,
+    "ship": ShipConfig,
+    "fleet": FleetConfig,
 }
 
 
@@ -229,7 +310,9 @@ def _section(name: str, cls: type, raw: Any) -> Any:
         check = f.metadata.get("check")
         problem = check(value) if check else None
         if problem:
-            raise ConfigError(f"{full}: {problem}, got {value!r}")
+            # a password is never printed
+            shown = f.metadata["shown"](value) if "shown" in f.metadata else value
+            raise ConfigError(f"{full}: {problem}, got {shown!r}")
         values[key] = value
     return cls(**values)
 
@@ -295,9 +378,12 @@ PREFIX_MAX = 32  # a glob's name prefixes its files' names, which are 64 charact
 GLOB_MAGIC = re.compile(r"[*?[]")
 
 
-def _files(raw: Any, base: Path) -> tuple[FileConfig, ...]:
+def _files(raw: Any, base: Path, fleet: bool = False) -> tuple[FileConfig, ...]:
+    if fleet and raw is None:
+        return ()  # a server that shows only what shippers publish
     if not isinstance(raw, list) or not raw:
-        raise ConfigError("files: at least one [[files]] entry is needed")
+        raise ConfigError("files: at least one [[files]] entry is needed"
+                          + ("" if fleet else " (or [fleet] enabled = true)"))
     out: list[FileConfig] = []
     seen: set[str] = set()
     for i, entry in enumerate(raw):
@@ -387,7 +473,7 @@ def _parse(data: dict[str, Any], base: Path, source: Path | None) -> Config:
     return Config(
         **parts,
         auth=_auth(data.get("auth", {})),
-        files=_files(data.get("files"), base),
+        files=_files(data.get("files"), base, parts["fleet"].enabled),
         source=source,
     )
 
@@ -536,6 +622,8 @@ CHECK_SCHEMAS: dict[Any, dict[str, Any]] = {
     _non_negative: {"minimum": 0},
     _port: {"minimum": 0, "maximum": 65535},
     _backend: {"enum": ["auto", "inotify", "watchfiles"]},
+    _redis_url: {"pattern": "^(redis|rediss|unix)://"},
+    _ship_host: {"pattern": "^([A-Za-z0-9._-]{1,253})?$"},
 }
 
 

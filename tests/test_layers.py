@@ -1,4 +1,4 @@
-"""The packages import one way only: config <- files <- streaming <- http <- cli.
+"""The packages import one way only: config <- files <- streaming <- fleet <- http <- cli.
 
 The file layer is closed: the rest uses its public surface (subscribe/attach/hold/
 unsubscribe, the generation chain's properties), never its internals.
@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "logtail"
-LAYERS = ["config", "files", "streaming", "http", "cli"]  # each may import those before it
-TOP = {"__init__": -1, "__main__": 4, "cli": 4, "demo": 4, "config": 0}
+LAYERS = ["config", "files", "streaming", "fleet", "http", "cli"]  # each may import those before it
+TOP = {"__init__": -1, "__main__": 5, "cli": 5, "demo": 5, "config": 0}
 INTERNALS = {"subs", "_cache", "_final", "_next", "_reason", "_successor", "retired"}
 CHAIN = {"final", "next", "reason"}  # read anywhere, set only by the file layer
 
@@ -53,8 +53,9 @@ def test_the_layering_is_checked_at_all():
     """Guard for the guard: every package is known, and an upward import is caught."""
     packages = {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
     assert packages - {"viewer"} <= set(LAYERS)
-    assert _layer("logtail.http.app") > _layer("logtail.streaming.stream") > \
-        _layer("logtail.files.follow") > _layer("logtail.config")
+    assert _layer("logtail.http.app") > _layer("logtail.fleet.ship") > \
+        _layer("logtail.streaming.stream") > _layer("logtail.files.follow") > \
+        _layer("logtail.config")
 
 
 @pytest.mark.parametrize(("module", "path"),

@@ -135,6 +135,8 @@ async def test_a_glob_serves_each_match_as_prefix_dot_basename(tmp_path):
                                                        "app"]
         assert body["dynamic"] is True
         assert body["files"][0]["title"] == "nginx.access.log"
+        # which glob lists a file, so a viewer can pick them all at once
+        assert [f.get("glob") for f in body["files"]] == ["nginx", "nginx", None]
         async with sse(base, "/api/files/nginx.access.log/stream?n=5") as s:
             assert await s.collect(1) == ["GET /"]
             append(logs / "access.log", "GET /favicon.ico")

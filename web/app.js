@@ -1,14 +1,17 @@
 // The viewer: wires the file list, the stream, the filter and the virtual list together,
-// keeps the file and filter in the page address, and handles the keyboard.
+// keeps the files and filter in the page address, and handles the keyboard. One file is
+// followed on its own stream; several are merged over one connection (`api/stream`).
 
 import { stripAnsi } from "./ansi.js";
 import { KIND_LINE, KIND_NOTICE, NOTICE_WARN } from "./buffer.js";
+import { Legend, installPicker } from "./files.js";
 import { compileFilter, sameSpec } from "./filter.js";
 import { installHistory } from "./history.js";
 import { batchIds } from "./lineids.js";
 import { Model } from "./model.js";
 import { parseJsonLine } from "./render.js";
 import { LogStream } from "./stream.js";
+import { Sparkline, minuteClock } from "./timeline.js";
 import { LogView } from "./view.js";
 
 const $ = (id) => document.getElementById(id);
@@ -18,6 +21,7 @@ const SERVER_FILTER_DELAY_MS = 400;
 const CAPS = [10_000, 50_000, 100_000, 250_000, 500_000];
 const fmt = new Intl.NumberFormat("en");
 const NO_FILTER = compileFilter({ q: "" });
+const MAX_FILES_PER_STREAM = 16; // the server's default; /api/files may say otherwise
 
 // -- preferences (this browser) and view state (the address) -------------------------------
 
@@ -45,13 +49,15 @@ const FLAG_KEYS = { regex: "regex", case: "caseSensitive", invert: "invert", ser
 
 function readAddress() {
   const p = new URLSearchParams(location.hash.slice(1) || location.search.slice(1));
-  const s = { file: p.get("file"), q: p.get("q") || "", regex: false, caseSensitive: false,
-    invert: false, server: false, n: null };
+  const files = [...new Set(p.getAll("file").filter((f) => f))];
+  const s = { files, file: files[0] || null, q: p.get("q") || "", regex: false,
+    caseSensitive: false, invert: false, server: false, n: null };
   for (const [key, prop] of Object.entries(FLAG_KEYS)) s[prop] = p.get(key) === "1";
   const n = p.get("n");
   if (n !== null && /^\d+$/.test(n)) s.n = Number(n);
   s.since = p.get("since") || null; // the stream from this time on (history.js)
   s.line = p.get("line") || null; // a permalink: this line in its context (history.js)
+  if (s.line && files.length > 1) s.files = [files[0]]; // a line is in one file
   return s;
 }
 
@@ -66,7 +72,7 @@ function writeAddressSoon() {
 function writeAddress() {
   clearTimeout(addressTimer);
   const p = new URLSearchParams();
-  if (view.file) p.set("file", view.file);
+  for (const f of view.files) p.append("file", f);
   if (view.q) p.set("q", view.q);
   for (const [key, prop] of Object.entries(FLAG_KEYS)) if (view[prop]) p.set(key, "1");
   if (view.n !== null) p.set("n", String(view.n));
@@ -77,7 +83,9 @@ function writeAddress() {
 }
 
 const prefs = loadPrefs();
-const view = readAddress(); // file and filter: what a shared link reproduces
+// files and filter: what a shared link reproduces. `files` are the files on show, `file`
+// the one file when there is one (history, search and permalinks work on one file), else null.
+const view = readAddress();
 
 // -- parts ---------------------------------------------------------------------------------
 
@@ -90,10 +98,16 @@ const ui = {
   followState: $("follow-state"), evicted: $("evicted"), newLines: $("new-lines"),
   announce: $("announce"), detail: $("detail"), detailBody: $("detail-body"),
   detailClose: $("detail-close"), dialog: $("help-dialog"), helpClose: $("help-close"),
-  cap: $("cap"), viewport: $("viewport"),
+  cap: $("cap"), viewport: $("viewport"), filesBtn: $("files-btn"),
+  filesDialog: $("files-dialog"), legend: $("legend"), spark: $("spark"),
 };
 
-const model = new Model(prefs.cap, (data) => (data ? list.scheduleData() : list.schedule()));
+let spark = null; // the per-minute overview (below)
+const model = new Model(prefs.cap, (data) => {
+  if (data) list.scheduleData();
+  else list.schedule();
+  if (spark) spark.schedule();
+});
 const list = new LogView({
   viewport: ui.viewport, sizer: $("sizer"), rows: $("rows"), model,
   onFollow: (state) => {
@@ -105,8 +119,17 @@ const list = new LogView({
 });
 const hist = installHistory({ root: ROOT, model, list, view, connect, writeAddress, announce,
   setConnState });
+spark = new Sparkline({ el: ui.spark, hist: model.hist, onPick: goToMinute });
+const legend = new Legend(ui.legend, (name, shown) => {
+  const hidden = new Set(model.hiddenNames);
+  if (shown) hidden.delete(name);
+  else hidden.add(name);
+  model.setHidden(hidden);
+  announce(`${shown ? "Showing" : "Hiding"} the lines of ${name}`);
+});
 
 let files = [];
+let maxPerStream = MAX_FILES_PER_STREAM;
 let stream = null;
 let streamSpec = null; // the server-side filter the current stream was opened with
 let serverTimer = 0;
@@ -117,10 +140,15 @@ let lastState = "";
 let announceTimer = 0;
 let countToSay = false; // after a filter change, say the count once it settles
 let countTimer = 0;
+let announcing = ""; // said in the next moment: what comes meanwhile is added, not lost
 function announce(text) {
   clearTimeout(announceTimer);
   ui.announce.textContent = "";
-  announceTimer = setTimeout(() => { ui.announce.textContent = text; }, 50);
+  announcing = announcing && announcing !== text ? `${announcing}. ${text}` : text;
+  announceTimer = setTimeout(() => {
+    ui.announce.textContent = announcing;
+    announcing = "";
+  }, 50);
 }
 
 function lines(n, noun = "line") {
@@ -138,7 +166,7 @@ function updateCounts() {
   let text;
   if (model.filtering) text = `filtering… ${Math.round(model.progress * 100)}%`;
   else if (view.server && view.q) text = `${lines(total, "matching line")} (server filter)`;
-  else if (model.filter.active) text = `${fmt.format(matching)} of ${lines(total)}`;
+  else if (model.filter.active || model.anyHidden) text = `${fmt.format(matching)} of ${lines(total)}`;
   else text = lines(total);
   setText(ui.count, text);
   if (countToSay && !model.filtering) {
@@ -238,8 +266,12 @@ function noticeText(name, data) {
   }
 }
 
-function addNotice(text, warn) {
-  model.append([text], Date.now(), KIND_NOTICE | (warn ? NOTICE_WARN : 0));
+function addNotice(text, warn, file = 0) {
+  model.append([text], Date.now(), KIND_NOTICE | (warn ? NOTICE_WARN : 0), null, file);
+}
+
+function merged() {
+  return view.files.length > 1;
 }
 
 // -- the stream ---------------------------------------------------------------------------
@@ -255,6 +287,12 @@ function streamUrl() {
   }
   if (view.since) p.set("since", view.since);
   p.set("ids", "1"); // every line gets its id: permalinks, "load earlier"
+  if (merged()) {
+    // several files, one connection: browsers allow few per server
+    const files = new URLSearchParams();
+    for (const f of view.files) files.append("file", f);
+    return new URL(`api/stream?${files}&${p}`, ROOT).href;
+  }
   const qs = p.toString();
   return new URL(`api/files/${encodeURIComponent(view.file)}/stream${qs ? "?" + qs : ""}`, ROOT).href;
 }
@@ -270,18 +308,24 @@ function connect() {
   stream = null;
   model.clear();
   model.ring.lineNo = 0;
-  model.touch();
+  model.resetFiles(merged() ? view.files : []);
+  list.setMerged(merged());
+  legend.show(merged() ? view.files : [], model.hiddenNames, model.colours);
   list.toEnd();
   hideDetail();
-  if (!view.file) return;
+  if (!view.files.length) return;
   streamSpec = serverSpec();
   if (hist.beforeStream()) return; // a permalink: its lines in context, no stream
+  const many = merged();
   stream = new LogStream({
     url: streamUrl(),
-    onLines: (lines, id, lineIds) => model.append(lines, Date.now(), KIND_LINE, batchIds(lineIds, lines)),
+    onLines: (lines, id, lineIds, file) => model.append(lines, Date.now(), KIND_LINE,
+      batchIds(lineIds, lines), many && file ? model.fileNo(file) : 0),
     onNotice: (name, data) => {
-      const [text, warn] = noticeText(name, data);
-      addNotice(text, warn);
+      let [text, warn] = noticeText(name, data);
+      const file = many && typeof data.file === "string" ? data.file : null;
+      if (file) text = `${file}: ${text}`;
+      addNotice(text, warn, file ? model.fileNo(file) : 0);
       if (name !== "bye") announce(text);
     },
     onState: (state, info) => {
@@ -385,9 +429,11 @@ function fillFiles() {
   if (view.file && !files.some((f) => f.name === view.file)) {
     options.push(new Option(`${view.file} (gone)`, view.file));
   }
+  if (merged()) options.unshift(new Option(`${fmt.format(view.files.length)} files, merged`, ""));
   ui.file.replaceChildren(...options);
-  if (view.file) ui.file.value = view.file;
+  ui.file.value = merged() ? "" : view.file || "";
   ui.file.disabled = options.length < 2;
+  ui.filesBtn.disabled = files.length < 2;
 }
 
 /** Keep the list current while files come and go (globs, directories): the server
@@ -411,23 +457,46 @@ function updateFiles(listed) {
   files = listed;
   fillFiles();
   if (!stream && !view.line && files.length) { // (a permalink on show has no stream)
-    selectFile(view.file); // the first file to appear
+    selectFiles(view.files); // the first file to appear
     return;
   }
   if (added.length === 1) announce(`New file: ${added[0].title || added[0].name}`);
   else if (added.length > 1) announce(`${fmt.format(added.length)} new files`);
 }
 
-function selectFile(name) {
-  const known = files.find((f) => f.name === name);
-  const chosen = known ? known.name : files.length ? files[0].name : null;
-  view.file = chosen;
-  ui.file.value = chosen || "";
-  const f = files.find((x) => x.name === chosen);
-  document.title = f ? `${f.title || f.name} · logtail` : "logtail";
+/** Show `names` (one file, or several merged): the ones the server lists, else its first. */
+function selectFiles(names) {
+  const known = names.filter((n) => files.some((f) => f.name === n)).slice(0, maxPerStream);
+  const unknown = names.filter((n) => !files.some((f) => f.name === n));
+  const chosen = known.length ? known : files.length ? [files[0].name] : [];
+  if (chosen.join("\n") !== view.files.join("\n")) model.hiddenNames = new Set(); // a new set
+  view.files = chosen;
+  view.file = chosen.length === 1 ? chosen[0] : null;
+  fillFiles();
+  const f = files.find((x) => x.name === view.file);
+  document.title = merged() ? `${fmt.format(chosen.length)} files · logtail` :
+    f ? `${f.title || f.name} · logtail` : "logtail";
   writeAddress();
   connect();
-  if (name && !known) announce(`No file named ${name}; showing ${chosen}`);
+  if (unknown.length === 1) announce(`No file named ${unknown[0]}; showing ${chosen.join(", ")}`);
+  else if (unknown.length > 1) announce(`No files named ${unknown.join(", ")}; showing ${chosen.join(", ")}`);
+  else if (merged()) announce(`Showing ${fmt.format(chosen.length)} files merged`);
+}
+
+function selectFile(name) {
+  selectFiles(name ? [name] : []);
+}
+
+/** The overview's bar for `minute` was chosen: the first line on show from that minute. */
+function goToMinute(minute) {
+  const seq = model.firstShownIn(minute);
+  const when = minuteClock(minute);
+  if (seq < 0) {
+    announce(`No line on show from ${when}`);
+    return;
+  }
+  list.showSeq(seq, true);
+  announce(`Showing the lines from ${when}`);
 }
 
 // -- reading aids -------------------------------------------------------------------------
@@ -480,7 +549,7 @@ function download() {
   const stamp = new Date().toISOString().replace(/[:]/g, "").replace(/\..*$/, "");
   const a = document.createElement("a");
   a.href = URL.createObjectURL(blob);
-  a.download = `${view.file || "log"}${model.filter.active ? "-filtered" : ""}-${stamp}.log`;
+  a.download = `${merged() ? "merged" : view.file || "log"}${model.filter.active ? "-filtered" : ""}-${stamp}.log`;
   document.body.append(a);
   a.click();
   a.remove();
@@ -517,7 +586,7 @@ function typingIn(target) {
 
 function onKey(e) {
   if (e.defaultPrevented || e.ctrlKey || e.metaKey || e.altKey) return;
-  if (ui.dialog.open) return; // the dialog handles its own keys (Esc closes it)
+  if (document.querySelector("dialog[open]")) return; // a dialog handles its own keys
   if (e.key === "Escape") {
     if (!ui.detail.hidden) hideDetail();
     else if (view.q) {
@@ -559,7 +628,9 @@ function wire() {
   ui.case.addEventListener("click", () => setFlag("caseSensitive", !view.caseSensitive));
   ui.invert.addEventListener("click", () => setFlag("invert", !view.invert));
   ui.server.addEventListener("click", () => setFlag("server", !view.server));
-  ui.file.addEventListener("change", () => selectFile(ui.file.value));
+  ui.file.addEventListener("change", () => {
+    if (ui.file.value) selectFile(ui.file.value); // ("" is the merged view's own entry)
+  });
   ui.pause.addEventListener("click", togglePause);
   ui.end.addEventListener("click", () => list.toEnd());
   ui.newLines.addEventListener("click", () => list.toEnd());
@@ -589,13 +660,23 @@ function wire() {
   document.addEventListener("keydown", onKey);
   window.addEventListener("hashchange", () => {
     const next = readAddress();
-    const fileChanged = next.file !== view.file && next.file !== null;
+    const filesChanged = next.files.length > 0 && next.files.join("\n") !== view.files.join("\n");
     const nChanged = next.n !== view.n || next.since !== view.since || next.line !== view.line;
-    Object.assign(view, { ...next, file: view.file });
+    Object.assign(view, { ...next, files: view.files, file: view.file });
     syncFilterUi();
-    if (fileChanged) selectFile(next.file);
+    if (filesChanged) selectFiles(next.files);
     else if (nChanged) connect();
     applyFilter();
+  });
+  installPicker({
+    button: ui.filesBtn, dialog: ui.filesDialog,
+    getFiles: () => files,
+    getChosen: () => view.files,
+    max: () => maxPerStream,
+    onChoose: (names) => {
+      view.line = null; // another set of files: a permalink of one no longer applies
+      selectFiles(names);
+    },
   });
 }
 
@@ -613,6 +694,9 @@ async function main() {
   const listed = await fetchFiles();
   if (listed === null) return;
   files = listed.files || [];
+  if (Number.isInteger(listed.max_files_per_stream) && listed.max_files_per_stream > 0) {
+    maxPerStream = listed.max_files_per_stream;
+  }
   fillFiles();
   if (listed.dynamic) watchFiles();
   if (!files.length) {
@@ -620,7 +704,7 @@ async function main() {
     else setConnState("error", { message: "no files are configured" });
     return;
   }
-  selectFile(view.file);
+  selectFiles(view.files);
 }
 
 main();

@@ -11,6 +11,10 @@ export const KIND_LINE = 0;
 export const KIND_NOTICE = 1;
 export const FLAG_ESC = 2; // the text holds escape sequences
 export const NOTICE_WARN = 4; // with KIND_NOTICE: something went wrong (shown in amber)
+// A line's level as the overview counts it
+export const LEVEL_OTHER = 0;
+export const LEVEL_WARN = 1;
+export const LEVEL_ERROR = 2;
 // Seqs start here: room below for lines put in front, and small integers stay fast for long.
 const FIRST_SEQ = 2 ** 24;
 
@@ -23,6 +27,9 @@ export class Ring {
     this.flags = new Uint8Array(cap);
     this.keyOf = new Int32Array(cap); // line id: index into `keys` (-1: none), and offset
     this.offs = new Float64Array(cap);
+    this.fileOf = new Uint16Array(cap); // the entry's file in a merged view (0: none)
+    this.levels = new Uint8Array(cap); // LEVEL_OTHER, LEVEL_WARN or LEVEL_ERROR
+    this.minutes = new Int32Array(cap); // the minute of the line's time (ms / 60,000)
     this.keys = []; // generation keys of the line ids, each stored once
     this.keyIndex = new Map();
     this.head = FIRST_SEQ;
@@ -86,6 +93,10 @@ export class Ring {
     const s = seq % this.cap;
     const k = this.keyOf[s];
     return k < 0 ? null : `${this.keys[k]}:${this.offs[s].toString(16)}`;
+  }
+
+  file(seq) {
+    return this.fileOf[seq % this.cap];
   }
 
   isWarn(seq) {
@@ -187,6 +198,9 @@ export class Ring {
       out.flags[b] = this.flags[a];
       out.keyOf[b] = this.keyOf[a];
       out.offs[b] = this.offs[a];
+      out.fileOf[b] = this.fileOf[a];
+      out.levels[b] = this.levels[a];
+      out.minutes[b] = this.minutes[a];
       if ((this.flags[a] & KIND_NOTICE) === 0) out.lines++;
     }
     out.tail = this.tail;

@@ -87,6 +87,9 @@ export function installHistory({ root, model, list, view, connect, writeAddress,
     const start = atStart();
     ui.earlier.disabled = busy || start || !view.file;
     ui.earlier.textContent = start ? "Start of history" : "↑ Load earlier";
+    ui.earlier.title = view.files.length > 1 ?
+      "Earlier lines load for one file at a time: choose one file to load its earlier lines" :
+      "Load the lines before the oldest one here (or scroll to the top)";
     ui.later.hidden = !view.line || endReached || targetId === null;
     ui.later.disabled = busy;
   }
@@ -314,7 +317,7 @@ export function installHistory({ root, model, list, view, connect, writeAddress,
   }
 
   function jump(since) {
-    if (!view.file) return;
+    if (!view.files.length) return; // (a merged view too: its stream takes `since`)
     go({ since, line: null });
     announce(`Showing ${describeSince(since)}, then following`);
   }
@@ -355,7 +358,7 @@ export function installHistory({ root, model, list, view, connect, writeAddress,
     ui.viewport.focus();
   });
   ui.copyTarget.addEventListener("click", () => {
-    if (targetId) links.copy(targetId, ui.copyTarget);
+    if (targetId) links.copy(targetId);
   });
   ui.jumpForm.addEventListener("submit", (e) => {
     e.preventDefault();

@@ -141,10 +141,10 @@ export function installLinks({ model, list, view, announce }) {
     return ok;
   }
 
-  /** Copy the link to line `id` of the file on show. */
-  async function copy(id) {
+  /** Copy the link to line `id` of `file` (the file on show, or in a merged view the line's). */
+  async function copy(id, file = view.file) {
     const base = location.href.split("#")[0];
-    const url = permalink(base, view.file, id);
+    const url = permalink(base, file, id);
     if (await writeClipboard(url)) {
       showToast("Link copied");
       announce("Link to the line copied");
@@ -196,7 +196,7 @@ export function installLinks({ model, list, view, announce }) {
   });
   btn.addEventListener("click", () => {
     const id = idOf(seq);
-    if (id) copy(id);
+    if (id) copy(id, model.merged ? model.fileName(seq) : view.file);
   });
   btn.addEventListener("keydown", (e) => {
     if (e.altKey || e.ctrlKey || e.metaKey) return;

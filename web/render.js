@@ -3,6 +3,7 @@
 // text nodes); colours from ANSI codes go through the CSSOM, never through markup.
 
 import { parseAnsi } from "./ansi.js";
+import { LEVEL_ERROR, LEVEL_OTHER, LEVEL_WARN } from "./buffer.js";
 
 const LEVEL_NAMES = {
   fatal: "fatal", panic: "fatal", emerg: "fatal", emergency: "fatal", alert: "fatal",
@@ -37,6 +38,19 @@ export function detectLevel(text) {
     if (!best || start < best.start) best = { level, start, end };
   }
   return best;
+}
+
+// Every line detectLevel() finds an error or a warning in matches this: most lines do not,
+// and they are classified with this one test.
+const MAYBE_ALARM_RE = /fatal|panic|emerg|alert|crit|err|eror|severe|warn|wrn|^[EWF]\d{4} |(?:level|lvl|severity|@l)"?\s*[:=]\s*"?[efw]\b/i;
+const LEVEL_CLASS = { fatal: LEVEL_ERROR, error: LEVEL_ERROR, warn: LEVEL_WARN };
+
+/** LEVEL_ERROR (errors and worse), LEVEL_WARN or LEVEL_OTHER, as detectLevel() reads the line. */
+export function levelClass(text) {
+  const head = text.length > SCAN ? text.slice(0, SCAN) : text;
+  if (!MAYBE_ALARM_RE.test(head)) return LEVEL_OTHER;
+  const found = detectLevel(head);
+  return found ? LEVEL_CLASS[found.level] ?? LEVEL_OTHER : LEVEL_OTHER;
 }
 
 const JSON_TOKEN_RE = /("(?:[^"\\]|\\.)*")(\s*:)?|(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)|\b(true|false|null)\b|([{}[\],:])/g;
@@ -78,6 +92,15 @@ function jsonTokens(text) {
   return out;
 }
 
+// The first matches of the filter in a row are <mark> elements; the others (a short query
+// can match dozens of times a line) are painted through the CSS Custom Highlight API: no
+// element, so no style, layout or paint of an extra box. `row.lvHits` keeps their ranges,
+// and the view hands them to HIGHLIGHT after each paint.
+const MARK_ELEMENTS = 4;
+export const HIGHLIGHT = "logtail-match";
+export const CAN_HIGHLIGHT = typeof CSS !== "undefined" && !!CSS.highlights &&
+  typeof Highlight === "function" && typeof StaticRange === "function";
+
 function pad(n, width) {
   return String(n).padStart(width, "0");
 }
@@ -89,6 +112,7 @@ export function formatTime(ms) {
 
 /**
  * Fill `row` (a div) with entry `seq` of `model`. `gutter` is "num", "time" or "none".
+ * In a merged view the row shows its file as a coloured badge after the gutter.
  * Returns true when the row holds a JSON object (it can be opened in the detail pane).
  */
 export function renderRow(row, model, seq, gutter) {
@@ -100,8 +124,12 @@ export function renderRow(row, model, seq, gutter) {
   const json = notice ? null : parseJsonLine(text);
   row.className = "row" + (notice ? " notice" : "") + (level ? ` lvl-${level.level}` : "") +
     (json ? " json" : "") + (seq === model.target ? " target" : "");
-  if (notice && ring.isWarn(seq)) row.dataset.tone = "warn";
-  else delete row.dataset.tone;
+  const tone = notice && ring.isWarn(seq);
+  if (tone !== !!row.lvTone) { // (touching dataset on every row costs)
+    row.lvTone = tone;
+    if (tone) row.dataset.tone = "warn";
+    else delete row.dataset.tone;
+  }
   const parts = [];
   if (gutter !== "none") {
     const g = document.createElement("span");
@@ -109,15 +137,29 @@ export function renderRow(row, model, seq, gutter) {
     g.textContent = gutter === "time" ? formatTime(ring.time(seq)) : notice ? "" : String(ring.shownNo(seq));
     parts.push(g);
   }
+  const file = model.merged ? ring.file(seq) : 0;
+  if (file) {
+    // the line's file, in its colour (the name as text)
+    const name = model.fileNames[file];
+    const b = document.createElement("span");
+    b.className = `badge c${model.fileColours[file]}`;
+    if (name.length > model.badgeCh) {
+      // cut here, not by CSS (overflow and ellipsis cost layout and paint in every row)
+      b.textContent = `${name.slice(0, model.badgeCh - 1)}…`;
+      b.title = name;
+    } else b.textContent = name;
+    parts.push(b);
+  }
   const body = document.createElement("span");
   body.className = "txt";
+  row.lvHits = null;
   if (notice) {
     const label = document.createElement("span");
     label.className = "notice-text";
     label.textContent = text;
     body.append(label);
   } else {
-    fillText(body, text, runs, level, json, model.highlight.ranges(text));
+    row.lvHits = fillText(body, text, runs, level, json, model.highlight.ranges(text));
   }
   parts.push(body);
   row.replaceChildren(...parts);
@@ -127,14 +169,21 @@ export function renderRow(row, model, seq, gutter) {
 /**
  * Text with up to four layers of ranges, each sorted and non-overlapping: JSON tokens, the
  * level word (drawn over a JSON token), ANSI styles, and filter matches. The line is cut at
- * every range edge; each piece gets the classes of the ranges that cover it.
+ * every range edge; each piece gets the classes of the ranges that cover it. Matches after
+ * the first MARK_ELEMENTS are not cut out: they are returned as StaticRanges over the text
+ * nodes, to be painted as highlights (null when there are none).
  */
 function fillText(body, text, runs, level, json, marks) {
   const n = text.length;
   const tokens = json ? jsonTokens(text) : [];
+  let painted = null;
+  if (CAN_HIGHLIGHT && marks.length > MARK_ELEMENTS) {
+    painted = marks.slice(MARK_ELEMENTS);
+    marks = marks.slice(0, MARK_ELEMENTS);
+  }
   if (!runs.length && !level && !tokens.length && !marks.length) {
     body.textContent = text;
-    return;
+    return painted && rangesOver([body.firstChild], [0], painted);
   }
   const layers = [
     tokens,
@@ -152,6 +201,8 @@ function fillText(body, text, runs, level, json, marks) {
   const edges = [...cuts].filter((c) => c >= 0 && c <= n).sort((a, b) => a - b);
   const at = [0, 0, 0, 0]; // per layer: the first range that does not end before here
   const frag = document.createDocumentFragment();
+  const nodes = painted ? [] : null; // each piece's text node, and where it starts
+  const starts = painted ? [] : null;
   for (let k = 0; k + 1 < edges.length; k++) {
     const s = edges[k];
     const e = edges[k + 1];
@@ -166,21 +217,44 @@ function fillText(body, text, runs, level, json, marks) {
     const chunk = text.slice(s, e);
     const [tok, lvl, style, mark] = cover;
     const t = lvl || tok;
+    let node;
     if (!t && !style && !mark) {
-      frag.append(chunk);
-      continue;
+      node = document.createTextNode(chunk);
+      frag.append(node);
+    } else {
+      const el = document.createElement(mark ? "mark" : "span");
+      let cls = t ? TOKEN_CLASS[t] : "";
+      if (style && !mark) {
+        // a match keeps its own colours, so it stays readable
+        if (style.className) cls = cls ? `${cls} ${style.className}` : style.className;
+        if (style.color) el.style.color = style.color;
+        if (style.background) el.style.backgroundColor = style.background;
+      }
+      if (cls) el.className = cls;
+      el.textContent = chunk;
+      node = el.firstChild;
+      frag.append(el);
     }
-    const el = document.createElement(mark ? "mark" : "span");
-    let cls = t ? TOKEN_CLASS[t] : "";
-    if (style && !mark) {
-      // a match keeps its own colours, so it stays readable
-      if (style.className) cls = cls ? `${cls} ${style.className}` : style.className;
-      if (style.color) el.style.color = style.color;
-      if (style.background) el.style.backgroundColor = style.background;
+    if (nodes) {
+      nodes.push(node);
+      starts.push(s);
     }
-    if (cls) el.className = cls;
-    el.textContent = chunk;
-    frag.append(el);
   }
   body.append(frag);
+  return painted && rangesOver(nodes, starts, painted);
+}
+
+/** StaticRanges for `ranges` ([start, end] in the text) over text nodes that hold the text
+ *  in order, node i from offset starts[i]. */
+function rangesOver(nodes, starts, ranges) {
+  const out = [];
+  let i = 0;
+  for (const [s, e] of ranges) {
+    while (i + 1 < nodes.length && starts[i + 1] <= s) i++;
+    let j = i;
+    while (j + 1 < nodes.length && starts[j + 1] < e) j++;
+    out.push(new StaticRange({ startContainer: nodes[i], startOffset: s - starts[i],
+      endContainer: nodes[j], endOffset: e - starts[j] }));
+  }
+  return out;
 }

@@ -220,7 +220,12 @@ export function installSearch({ root, view, openLine, announce }) {
     stop(false);
     setError("");
     clearResults();
-    if (!view.file) return;
+    if (!view.file) {
+      if (view.files.length > 1) {
+        setError("The history is searched one file at a time: choose one file to search it");
+      }
+      return;
+    }
     highlight = flags.invert ? compileFilter({ q: "" }) :
       compileFilter({ q: ui.q.value, regex: flags.regex, caseSensitive: flags.caseSensitive });
     if (highlight.error) highlight = compileFilter({ q: "" }); // RE2 syntax JavaScript lacks

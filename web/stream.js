@@ -95,7 +95,7 @@ export async function errorMessage(res) {
 }
 
 /**
- * One followed file. States passed to onState(state, info):
+ * One followed stream (a file, or several merged). States passed to onState(state, info):
  *   connecting, live, reconnecting, resumed, limited, error.
  * info: {message, until (ms epoch of the next attempt), status, attempt}.
  */
@@ -103,7 +103,9 @@ export class LogStream {
   constructor({ url, lastId = null, onLines, onNotice, onState }) {
     this.url = url;
     this.lastId = lastId;
-    this.onLines = onLines; // (lines, id, lineIds): lineIds is the `line-ids` field or null
+    // (lines, id, lineIds, file): lineIds is the `line-ids` field or null; file is the
+    // batch's file on a merged stream, else null
+    this.onLines = onLines;
     this.onNotice = onNotice; // (name, data)
     this.onState = onState;
     this.retryMs = 3000;
@@ -195,8 +197,19 @@ export class LogStream {
     const parser = new SSEParser({
       onEvent: (type, data, id, lineIds) => {
         if (id !== null) this.lastId = id;
-        if (type === "message") this.onLines(data, id, lineIds);
-        else {
+        if (type === "message") this.onLines(data, id, lineIds, null);
+        else if (type === "lines") {
+          // a merged stream (api/stream): one file's batch, {"file", "lines"}, as JSON
+          let batch = null;
+          try {
+            batch = JSON.parse(data.join("\n"));
+          } catch {
+            batch = null;
+          }
+          if (batch && Array.isArray(batch.lines) && typeof batch.file === "string") {
+            this.onLines(batch.lines, id, lineIds, batch.file);
+          }
+        } else {
           let payload = {};
           try {
             payload = JSON.parse(data.join("\n"));

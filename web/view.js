@@ -8,10 +8,13 @@
 // pause freezes the list: newer lines are kept but not shown until resume.
 
 import { stripAnsi } from "./ansi.js";
-import { renderRow } from "./render.js";
+import { CAN_HIGHLIGHT, HIGHLIGHT, renderRow } from "./render.js";
 
 const MAX_PX = 10_000_000; // browsers cap element heights (Chromium ~33.5M px)
 const OVERSCAN = 8; // rows rendered above and below the viewport
+// while following a fast stream, rows above the viewport are replaced before anyone can
+// scroll to them: fewer of them make each (full) repaint cheaper
+const OVERSCAN_FAST = 2;
 const PAD = 6; // px above the first and below the last row
 const POOL = 300;
 
@@ -34,6 +37,8 @@ export class LogView {
     this.rowH = 20;
     this.charW = 8;
     this.gutterPx = 0;
+    this.badgePx = 0;
+    this.badgeCh = -1;
     this.vh = viewport.clientHeight;
     this.shown = new Map(); // seq -> row element on the page
     this.pool = [];
@@ -48,6 +53,9 @@ export class LogView {
     this.rate = 0; // entries per ms, smoothed
     this.dataInterval = 0;
     this.quietUntil = 0; // data alone does not render before this (someone is typing)
+    // filter matches past the first few of a row: painted, not elements (render.js)
+    this.hits = CAN_HIGHLIGHT ? new Highlight() : null;
+    if (this.hits) CSS.highlights.set(HIGHLIGHT, this.hits);
     this.el.addEventListener("scroll", () => this.onScroll(), { passive: true });
     new ResizeObserver(() => {
       this.vh = this.el.clientHeight;
@@ -133,7 +141,10 @@ export class LogView {
     const gutterCh = this.gutterChars();
     // gutter: its width in ch, plus padding and border as the stylesheet sets them
     this.gutterPx = this.gutter === "none" ? 0 : Math.ceil((gutterCh + 2) * this.charW + 3);
-    const textPx = this.el.clientWidth - this.gutterPx - 2 * this.charW - 16;
+    // a merged view's file badge: its width in ch plus padding and margin (style.css)
+    const { model } = this;
+    this.badgePx = model.merged ? Math.ceil((model.badgeCh + 2) * this.charW) : 0;
+    const textPx = this.el.clientWidth - this.gutterPx - this.badgePx - 2 * this.charW - 16;
     const cols = Math.max(10, Math.floor(textPx / this.charW));
     if (cols !== this.cols) {
       this.cols = cols;
@@ -166,6 +177,16 @@ export class LogView {
     this.gutter = mode;
     this.checkCols = true;
     this.el.dataset.gutter = mode;
+    this.updateCols();
+    this.model.touch();
+  }
+
+  /** The view became merged or single (rows with or without file badges). */
+  setMerged(merged) {
+    this.model.merged = merged;
+    this.el.classList.toggle("merged", merged);
+    this.badgeCh = -1;
+    this.checkCols = true;
     this.updateCols();
     this.model.touch();
   }
@@ -225,12 +246,13 @@ export class LogView {
     this.schedule();
   }
 
-  /** Show entry `seq` in the middle of the viewport, and stop following there. */
-  showSeq(seq) {
+  /** Show entry `seq` in the middle of the viewport (at its top with `atTop`), and stop
+   *  following there. */
+  showSeq(seq, atTop = false) {
     if (this.follow) this.pauseSeq = this.model.ring.tail;
     this.follow = false;
     this.frozenSeq = null;
-    this.anchor = { seq, delta: -Math.max(0, Math.round((this.vh - this.rowH) / 2)) };
+    this.anchor = { seq, delta: atTop ? 0 : -Math.max(0, Math.round((this.vh - this.rowH) / 2)) };
     this.notifyFollow();
     this.schedule();
   }
@@ -300,6 +322,11 @@ export class LogView {
   render() {
     this.pending = 0;
     this.pace(performance.now());
+    if (this.model.merged && this.model.badgeCh !== this.badgeCh) {
+      this.badgeCh = this.model.badgeCh;
+      this.css(this.el, "--badge-ch", String(this.badgeCh));
+      this.updateCols();
+    }
     const { model, rowH, vh } = this;
     const { list } = model;
     const n = this.count();
@@ -327,7 +354,8 @@ export class LogView {
     let last;
     if (this.follow) {
       last = n - 1;
-      first = list.indexAt((total - PAD - vh) / rowH - OVERSCAN, n);
+      const above = this.dataInterval > 0 ? OVERSCAN_FAST : OVERSCAN;
+      first = list.indexAt((total - PAD - vh) / rowH - above, n);
     } else {
       first = Math.max(0, list.indexAt((top - PAD) / rowH, n) - OVERSCAN);
       last = Math.min(n - 1, list.indexAt((top - PAD + vh) / rowH, n) + OVERSCAN);
@@ -335,7 +363,8 @@ export class LogView {
 
     // DOM writes first, the scroll position last: one layout per frame, not two
     if (this.gutter === "num") this.css(this.el, "--gut-ch", String(this.gutterChars()));
-    const width = this.wrap ? "" : `${Math.ceil(this.gutterPx + (model.maxLen + 4) * this.charW)}px`;
+    const width = this.wrap ? "" :
+      `${Math.ceil(this.gutterPx + this.badgePx + (model.maxLen + 4) * this.charW)}px`;
     this.css(this.sizer, "width", width);
     this.css(this.rowsEl, "width", width);
     this.css(this.sizer, "height", `${sizerPx}px`);
@@ -379,6 +408,11 @@ export class LogView {
     let same = kids.length === els.length;
     for (let i = 0; same && i < els.length; i++) same = kids[i] === els[i];
     if (!same) this.rowsEl.replaceChildren(...els);
+    const { hits } = this;
+    if (hits && (!same || hits.size || els.some((row) => row.lvHits))) {
+      hits.clear();
+      for (const row of els) if (row.lvHits) for (const r of row.lvHits) hits.add(r);
+    }
   }
 
   /** In wrap mode, check the real text width once rows exist; adjust the estimate. */

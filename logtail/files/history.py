@@ -23,11 +23,14 @@ from pathlib import Path
 
 from logtail.files.rotated import rotated_name
 
-__all__ = ["KEY_BYTES", "Source", "content_key", "fd_chunks", "fd_key", "head_key", "history",
-           "matches_key", "open_again", "open_source", "read_chunks", "size_hint"]
+__all__ = ["CHUNK", "KEY_BYTES", "GzipReader", "PlainReader", "Source", "content_key",
+           "fd_chunks", "fd_key", "head_key", "history", "matches_key", "open_again",
+           "open_source", "read_chunks", "size_hint"]
 
 KEY_BYTES = 4096  # at most this much of a generation's start names it
 CHUNK = 1024 * 1024
+GZ_IN = 16 * 1024  # compressed bytes read at a time
+GZ_OUT = 32 * 1024  # decompressed bytes asked of zlib at a time
 MAX_SIBLINGS = 1000
 MAX_ENTRIES = 20_000
 
@@ -124,9 +127,8 @@ def open_again(log: Path, src: Source) -> tuple[Source, int]:
 def fd_chunks(fd: int, compressed: bool, start: int = 0, limit: int | None = None,
               chunk: int = CHUNK) -> Iterator[bytes]:
     """`read_chunks` on a descriptor the caller owns (and closes)."""
-    remaining = limit if limit is not None else 1 << 62
     if not compressed:
-        pos = start
+        pos, remaining = start, limit if limit is not None else 1 << 62
         while remaining > 0:
             data = os.pread(fd, min(chunk, remaining), pos)
             if not data:
@@ -135,45 +137,83 @@ def fd_chunks(fd: int, compressed: bool, start: int = 0, limit: int | None = Non
             remaining -= len(data)
             yield data
         return
-    skip = start
-    for data in _gunzip(fd, chunk):
-        if skip:
-            if len(data) <= skip:
-                skip -= len(data)
-                continue
-            data, skip = data[skip:], 0
-        data = data[:remaining]
-        remaining -= len(data)
-        yield data
-        if remaining <= 0:
-            return
+    reader = GzipReader(fd, start, limit)
+    buf = bytearray(chunk)
+    view = memoryview(buf)
+    while n := reader.readinto(view):
+        yield bytes(view[:n])
 
 
-def _gunzip(fd: int, chunk: int) -> Iterator[bytes]:
-    """Decompressed bytes of a gzip file (several members too), never more than `chunk`
-    at a time in memory: a gzip bomb costs time, bounded by the caller, not memory."""
-    d: zlib._Decompress | None = None
-    pos, buf = 0, b""
-    while True:
-        if not buf:
-            buf = os.pread(fd, chunk, pos)
-            pos += len(buf)
-            if not buf:
-                if d is not None:
-                    raise EOFError("compressed data ends early")
-                return
-        if d is None:  # at a member's start
-            if not buf.strip(b"\0"):
-                buf = b""  # padding after the last member
-                continue
-            d = zlib.decompressobj(wbits=31)
-        out = d.decompress(buf, chunk)
-        if out:
-            yield out
-        if d.eof:
-            buf, d = d.unused_data, None
+class PlainReader:
+    """A plain generation's bytes from `start`, at most `limit`, read into a buffer the
+    caller reuses (`linescan.LineBlocks`): a scan of gigabytes makes no object per block,
+    and the copy from the page cache happens with the GIL let go. Blocking."""
+
+    def __init__(self, fd: int, start: int = 0, limit: int | None = None) -> None:
+        self.fd = fd
+        self.pos = start
+        self.remaining = limit if limit is not None else 1 << 62
+
+    def readinto(self, view: memoryview) -> int:
+        want = min(len(view), self.remaining)
+        if want <= 0:
+            return 0
+        n = os.preadv(self.fd, [view[:want]], self.pos)  # the GIL is let go meanwhile
+        self.pos += n
+        self.remaining -= n
+        return n
+
+
+class GzipReader:
+    """Decompressed bytes of a gzip file (several members too), GZ_OUT at a time: zlib
+    lets the GIL go while it inflates, and the little it hands back (no more than GZ_OUT,
+    from no more than GZ_IN of input) is copied into the caller's buffer. A gzip bomb
+    costs time, bounded by the caller's `limit`, not memory. A corrupt `.gz` raises
+    `zlib.error` where it breaks, one cut short EOFError."""
+
+    def __init__(self, fd: int, start: int = 0, limit: int | None = None) -> None:
+        self.fd = fd
+        self.skip = start
+        self.remaining = limit if limit is not None else 1 << 62
+        self.pos = 0  # in the compressed file
+        self.pending = b""  # compressed bytes read and not yet given to zlib
+        self.d: zlib._Decompress | None = None
+        self.ended = False
+
+    def readinto(self, view: memoryview) -> int:
+        out, room = 0, min(len(view), self.remaining)
+        while out < room and not self.ended:
+            piece = self._next(min(GZ_OUT, room - out + self.skip))
+            if self.skip:
+                cut = min(self.skip, len(piece))
+                piece, self.skip = piece[cut:], self.skip - cut
+            view[out: out + len(piece)] = piece
+            out += len(piece)
+        self.remaining -= out
+        return out
+
+    def _next(self, most: int) -> bytes:
+        """The next decompressed bytes (at most `most`, maybe none); sets `ended`."""
+        if not self.pending:
+            self.pending = os.pread(self.fd, GZ_IN, self.pos)
+            self.pos += len(self.pending)
+            if not self.pending and self.d is None:
+                self.ended = True
+                return b""
+        if self.d is None:  # at a member's start
+            if not self.pending.strip(b"\0"):
+                self.pending = b""  # padding after the last member
+                return b""
+            self.d = zlib.decompressobj(wbits=31)
+        file_ended = not self.pending  # then zlib gives what it still holds, if anything
+        piece = self.d.decompress(self.pending, most)
+        if self.d.eof:
+            self.pending, self.d = self.d.unused_data, None
         else:
-            buf = d.unconsumed_tail
+            self.pending = self.d.unconsumed_tail
+            if file_ended and not piece:
+                raise EOFError("compressed data ends early")
+        return piece
 
 
 def content_key(src: Source, k: int = KEY_BYTES) -> str:

@@ -55,6 +55,7 @@ class Source:
     title: str
     path: Path
     gone_since: float | None = None  # when a glob's file went (monotonic)
+    glob: str | None = None  # the `name` of the glob entry that lists it, if one does
 
 
 def describe(sources: Sequence[Source], show_paths: bool) -> list[dict[str, object]]:
@@ -63,6 +64,8 @@ def describe(sources: Sequence[Source], show_paths: bool) -> list[dict[str, obje
     out: list[dict[str, object]] = []
     for s in sources:
         entry: dict[str, object] = {"name": s.name, "title": s.title}
+        if s.glob is not None:
+            entry["glob"] = s.glob
         st, unreadable = (None, None) if s.gone_since is not None else file_status(s.path)
         if st is None:
             entry.update(size=None, mtime=None, exists=False, readable=False)
@@ -250,7 +253,7 @@ class SourceSet:
                 room -= 1
         for path, g, base in sorted(found, key=lambda item: item[0]):
             name = self._unique(f"{g.cfg.name}.{UNSAFE.sub('_', base)}"[:NAME_MAX])
-            g.listed[base] = src = Source(name, g.title(name, base), path)
+            g.listed[base] = src = Source(name, g.title(name, base), path, glob=g.cfg.name)
             self._add(src)
         for g, _ in results:
             warning = g.warning(self.max_files)

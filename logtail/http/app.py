@@ -12,6 +12,7 @@ import asyncio
 import itertools
 import os
 from typing import Any
+from urllib.parse import unquote
 
 from sanic import HTTPResponse, Request, Sanic
 from sanic.response import json as json_response
@@ -32,7 +33,7 @@ from logtail.http.sanic_compat import (
     stop_listening,
 )
 from logtail.http.state import AppState, state_of
-from logtail.http.streams import files_route, stream_route
+from logtail.http.streams import files_route, multi_stream_route, stream_route
 
 __all__ = ["create_app"]
 
@@ -99,9 +100,15 @@ def _routes(app: Sanic[Any, AppState]) -> None:
     async def files(request: Request) -> HTTPResponse | None:
         return await files_route(s, request)
 
+    @app.get("/api/stream")
+    async def multi_stream(request: Request) -> HTTPResponse | None:
+        return await multi_stream_route(s, request)
+
     @app.get("/api/files/<name>/stream")
     async def stream(request: Request, name: str) -> HTTPResponse | None:
-        return await stream_route(s, request, name)
+        # (Sanic leaves a path parameter %-encoded: a shipped file's `host:name` comes
+        # as `host%3Aname` from a browser's encodeURIComponent)
+        return await stream_route(s, request, unquote(name))
 
     @app.get("/healthz")
     async def healthz(request: Request) -> HTTPResponse:
@@ -116,12 +123,17 @@ def _routes(app: Sanic[Any, AppState]) -> None:
 
 
 async def _healthz(s: AppState, request: Request) -> HTTPResponse:
-    """`ok`, or 503 `failing` while a directory watcher is dead in any worker. Only
+    """`ok`; `degraded` (still 200: local files stream) while Redis, which the shipped
+    files come from, does not answer; 503 `failing` while a directory watcher is dead in
+    any worker. Only
     `metrics_allow` addresses and authenticated users see more than the status: file
     names, version and PID are a map for whoever is probing."""
     dead = s.metrics.dead_watchers()
-    status = "ok" if not dead else "failing"
+    fleet_problem = s.fleet.catalog.problem if s.fleet is not None else None
+    status = "failing" if dead else "degraded" if fleet_problem else "ok"
     body: dict[str, object] = {"status": status}
+    if fleet_problem:  # local files still stream: a probe must not take the server out
+        body["reason"] = f"shipped files: {fleet_problem}"
     if request.ctx.client_ip in s.metrics_allow or (
             s.auth.enabled and isinstance(await credentials(request), str)):
         listed = await asyncio.to_thread(describe, s.sources.entries(), False)
@@ -130,5 +142,10 @@ async def _healthz(s: AppState, request: Request) -> HTTPResponse:
                     files={"present": len(listed) - len(missing), "missing": len(missing)},
                     missing=missing, warnings=s.sources.warnings(),
                     streams=s.metrics.open_streams(), dead_watchers=dead, pid=os.getpid())
-    return json_response(body, status=200 if status == "ok" else 503,
+        if s.fleet is not None:
+            cat = s.fleet.catalog
+            body["fleet"] = {"files": len(cat.files), "hosts": len(cat.hosts),
+                             "quiet_hosts": sorted(h for h in cat.hosts if cat.quiet(h)),
+                             "bad_keys": cat.bad_keys, "bad_entries": s.fleet.bad_entries}
+    return json_response(body, status=503 if status == "failing" else 200,
                          headers={"cache-control": "no-store"})

@@ -16,7 +16,9 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
+from urllib.parse import unquote
 
+from redis.exceptions import RedisError
 from sanic import HTTPResponse, Request, Sanic
 from sanic.response import json as json_response
 from sanic.response import raw
@@ -25,6 +27,10 @@ from logtail import __version__
 from logtail.config import Config
 from logtail.files.context import ContextScan
 from logtail.files.follow import Follower
+from logtail.files.permalink import LineId, parse_line_id
+from logtail.fleet.catalog import Shipped
+from logtail.fleet.history import ShippedSearch, context, parse_line
+from logtail.fleet.keys import format_id
 from logtail.http.guard import Refusal
 from logtail.http.middleware import error
 from logtail.http.sanic_compat import set_response_timeout
@@ -54,11 +60,11 @@ def register(app: Sanic[Any, Any], access: AccessLog) -> None:
     """Add the history routes; `access` writes a streamed response's access-log line."""
     @app.get("/api/files/<name>/search")
     async def history_search(request: Request, name: str) -> HTTPResponse | None:
-        return await _search(app, request, name, access)
+        return await _search(app, request, unquote(name), access)  # see app.stream
 
     @app.get("/api/files/<name>/lines")
     async def history_lines(request: Request, name: str) -> HTTPResponse:
-        return await _lines(app, request, name)
+        return await _lines(app, request, unquote(name))
 
 
 def _refused(app: Sanic[Any, Any], r: Refusal) -> HTTPResponse:
@@ -71,8 +77,12 @@ def _args(request: Request) -> dict[str, list[str]]:
     return {k: list(v) for k, v in request.get_args(keep_blank_values=True).items()}
 
 
-def _admit(app: Sanic[Any, Any], request: Request, name: str) -> Follower | HTTPResponse:
-    follower: Follower | None = state_of(app).followers.get(name)
+def _admit(app: Sanic[Any, Any], request: Request, name: str
+           ) -> Follower | Shipped | HTTPResponse:
+    state = state_of(app)
+    follower: Follower | Shipped | None = state.followers.get(name)
+    if follower is None and state.fleet is not None:
+        follower = state.fleet.find(name)
     if follower is None:
         return error(404, "unknown file", file=name[:100])
     if state_of(app).stopping.is_set():
@@ -180,6 +190,14 @@ async def _search(app: Sanic[Any, Any], request: Request, name: str, access: Acc
         p = parse_search_params(_args(request), cfg.history)
     except ParamError as e:
         return error(400, e.message, param=e.param)
+    if isinstance(admitted, Shipped):
+        return await _search_shipped(app, request, admitted, p, access)
+    return await _search_local(app, request, admitted, p, access)
+
+
+async def _search_local(app: Sanic[Any, Any], request: Request, admitted: Follower,
+                        p: SearchParams, access: AccessLog) -> HTTPResponse | None:
+    cfg: Config = state_of(app).config
     ip = request.ctx.client_ip
     refused = state_of(app).history_slots.acquire(ip)
     if refused is not None:
@@ -256,8 +274,10 @@ async def _lines(app: Sanic[Any, Any], request: Request, name: str) -> HTTPRespo
     admitted = _admit(app, request, name)
     if isinstance(admitted, HTTPResponse):
         return admitted
+    if isinstance(admitted, Shipped):
+        return await _lines_shipped(app, request, admitted)
     try:
-        p: LinesParams = parse_lines_params(_args(request), cfg.history)
+        p: LinesParams[LineId] = parse_lines_params(_args(request), cfg.history, parse_line_id)
     except ParamError as e:
         return error(400, e.message, param=e.param)
     ip = request.ctx.client_ip
@@ -280,3 +300,82 @@ async def _lines(app: Sanic[Any, Any], request: Request, name: str) -> HTTPRespo
     return json_response({"file": name, "lines": [{"id": i, "line": t} for i, t in r.lines],
                           "at": r.at, "more_before": r.more_before,
                           "more_after": r.more_after, "limited": r.limited})
+
+
+# -- shipped files (`[fleet]`): what Redis holds -------------------------------------------
+
+async def _search_shipped(app: Sanic[Any, Any], request: Request, shipped: Shipped,
+                          p: SearchParams, access: AccessLog) -> HTTPResponse | None:
+    """The same search over what Redis holds of a shipped file (`since`/`until` by when
+    each entry was shipped); its matches' ids are the lines' ids in the stream."""
+    state = state_of(app)
+    assert state.fleet is not None
+    cfg = state.config
+    f = p.filter
+    search = ShippedSearch(state.fleet.client, shipped.key, f.match if f else None,
+                           None if p.since is None else p.since * 1000,
+                           None if p.until is None else p.until * 1000, p.limit, p.desc,
+                           max_entries=cfg.history.max_scan_bytes // 100)
+    out = _Out(request, p.format, cfg.stream.stall_timeout_s)
+    source = shipped.full_name
+    ip = request.ctx.client_ip
+    refused = state.history_slots.acquire(ip)
+    if refused is not None:
+        return _refused(app, refused)
+    try:
+        if p.format == "sse":
+            await out.send(comment(f"logtail {__version__} search"))
+        async for found in search.pages():
+            await out.send(_framed([Match(i, source, line) for i, line in found], p))
+            if p.format == "sse":
+                await out.send(notice("progress", {"scanned_bytes": search.scanned,
+                                                   "total_bytes": search.total,
+                                                   "source": source}))
+    except (RedisError, OSError) as e:
+        if out.response is None:
+            return error(503, "shipped files cannot be read now: Redis does not answer",
+                         file=source, detail=type(e).__name__)
+        if p.format == "sse":
+            await out.send(notice("source_error", {"source": source,
+                                                   "error": type(e).__name__}))
+    finally:
+        state.history_slots.release(ip)
+        if out.response is not None:
+            access(request, 200, out.sent, time.monotonic() - request.ctx.started)
+    summary: dict[str, object] = {"matches": search.matches,
+                                  "scanned_bytes": search.scanned, "limited": search.limited}
+    if p.format == "sse":
+        await out.send(notice("done", summary))
+    elif p.format == "ndjson":
+        await out.send(_ndjson(summary))
+    if out.response is None:
+        return raw(b"", content_type=CONTENT_TYPES[p.format], headers=HEADERS)
+    await out.end()
+    return None
+
+
+async def _lines_shipped(app: Sanic[Any, Any], request: Request, shipped: Shipped
+                         ) -> HTTPResponse:
+    """The lines around a shipped line (`at=<epoch>-<number>`), as for a local file."""
+    state = state_of(app)
+    assert state.fleet is not None
+    try:
+        p = parse_lines_params(_args(request), state.config.history, parse_line)
+    except ParamError as e:
+        return error(400, e.message, param=e.param)
+    at_text = format_id(*p.at)
+    try:
+        ctx = await context(state.fleet.client, shipped.key, *p.at, p.before, p.after)
+    except (RedisError, OSError) as e:
+        return error(503, "shipped files cannot be read now: Redis does not answer",
+                     file=shipped.full_name, detail=type(e).__name__)
+    if not ctx.found:
+        return error(410, "that line is no longer held in Redis (trimmed, or the stream "
+                          "began again)", at=at_text)
+    if p.format == "text":
+        return raw(text_lines([line for _, line in ctx.lines], p.raw),
+                   content_type=CONTENT_TYPES["text"])
+    return json_response({"file": shipped.full_name,
+                          "lines": [{"id": i, "line": t} for i, t in ctx.lines],
+                          "at": at_text, "more_before": ctx.more_before,
+                          "more_after": ctx.more_after, "limited": False})

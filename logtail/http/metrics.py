@@ -18,7 +18,7 @@ import json
 import logging
 import os
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,13 @@ STREAM_COUNTERS = {  # snapshot key -> (metric name, help)
     "resumes": ("logtail_resumes", "Streams started with a Last-Event-ID (resumed)"),
 }
 
+SHIPPER_SERIES = {  # what each shipper reports with its heartbeat -> (metric name, help)
+    "entries": ("logtail_ship_entries", "Entries a shipper appended since it started"),
+    "lines": ("logtail_ship_lines", "Lines a shipper appended since it started"),
+    "lag_bytes": ("logtail_ship_lag_bytes", "Bytes written to a shipped file, not yet shipped"),
+    "errors": ("logtail_ship_redis_errors", "Failed writes of a shipper to Redis since it "
+               "started"),
+}
 REJECTION_REASONS = ("rate", "streams_per_ip", "max_streams", "auth")  # shown even at 0
 Snapshot = dict[str, Any]
 
@@ -58,6 +65,7 @@ class Metrics:
 
     followers: dict[str, Follower] = field(default_factory=dict)
     watchers: object = None
+    fleet: Callable[[], dict[str, Any]] | None = None  # shipped files' values, if served
     live: dict[str, set[StreamStats]] = field(default_factory=dict)
     finished: dict[str, StreamStats] = field(default_factory=dict)
     rejections: Counter[str] = field(default_factory=Counter)
@@ -102,7 +110,7 @@ class Metrics:
     def snapshot(self, stopped: bool = False) -> Snapshot:
         """This worker's values, as plain JSON-able data."""
         streams: dict[str, dict[str, Any]] = {}
-        for name in sorted(self.followers):
+        for name in sorted({*self.followers, *self.live}):  # shipped files have no follower
             parts = [*self.live.get(name, ()), self.finished.get(name, StreamStats())]
             notices: Counter[str] = Counter()
             for s in parts:
@@ -127,6 +135,7 @@ class Metrics:
             "watchers": len(watchers),
             "watcher_restarts": getattr(self.watchers, "restarts", 0),
             "dead_watchers": sorted(str(d) for d, w in watchers.items() if not w.alive),
+            "fleet": self.fleet() if self.fleet is not None else None,
         }
 
     # -- sharing with the other workers ----------------------------------------------------
@@ -270,7 +279,7 @@ class _Collector(Collector):
                                 "Bytes written to the file but not yet read", labels=["file"])
         active = GaugeMetricFamily("logtail_follower_active",
                                    "1 while someone watches the file", labels=["file"])
-        for name in names:
+        for name in sorted({n for s in snaps for n in s["followers"]}):
             c.add_metric([name], _max(snaps, "followers", name, "rotations"))
             lag.add_metric([name], _max(running, "followers", name, "lag"))
             active.add_metric([name], _max(running, "followers", name, "active"))
@@ -303,6 +312,57 @@ class _Collector(Collector):
         g = GaugeMetricFamily("logtail_watchers_dead", "Directory watchers that failed "
                               "(healthz fails while any is dead)")
         g.add_metric([], sum(len(s["dead_watchers"]) for s in running))
+        yield g
+        yield from _fleet([s["fleet"] for s in snaps if s.get("fleet")],
+                          [s["fleet"] for s in running if s.get("fleet")])
+
+
+def _fleet(all_: list[dict[str, Any]], running: list[dict[str, Any]]
+           ) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+    """Series of the shipped files (`[fleet]`), when served: see `Fleet.stats`."""
+    if not all_:
+        return
+    g = GaugeMetricFamily("logtail_fleet_files", "Shipped files listed in Redis")
+    g.add_metric([], max((f["files"] for f in running), default=0))
+    yield g
+    g = GaugeMetricFamily("logtail_fleet_readers", "Redis readers running (one per "
+                          "shipped file followed, per worker)")
+    g.add_metric([], sum(f["readers"] for f in running))
+    yield g
+    g = GaugeMetricFamily("logtail_fleet_up", "1 while Redis answers the fleet's reads")
+    g.add_metric([], min((f["up"] for f in running), default=0))
+    yield g
+    c = CounterMetricFamily("logtail_fleet_redis_errors", "Failed reads of Redis (lists "
+                            "and stream reads)")
+    c.add_metric([], sum(f["redis_errors"] for f in all_))
+    yield c
+    c = CounterMetricFamily("logtail_fleet_bad_entries", "Stream entries that are not "
+                            "what a shipper writes, skipped")
+    c.add_metric([], sum(f["bad_entries"] for f in all_))
+    yield c
+    g = GaugeMetricFamily("logtail_fleet_bad_keys", "Keys under the prefix that are not a "
+                          "shipper's stream, ignored")
+    g.add_metric([], max((f["bad_keys"] for f in running), default=0))
+    yield g
+    g = GaugeMetricFamily("logtail_fleet_host_last_seen_seconds", "When each host's "
+                          "shipper last reached Redis (Unix time)", labels=["host"])
+    hosts: dict[str, float] = {}
+    for f in running:
+        for host, seen in f["hosts"].items():
+            hosts[host] = max(hosts.get(host, 0.0), seen)
+    for host, seen in sorted(hosts.items()):
+        g.add_metric([host], seen)
+    yield g
+    for key, (metric, help_text) in SHIPPER_SERIES.items():
+        g = GaugeMetricFamily(metric, help_text, labels=["host", "file"])
+        latest: dict[tuple[str, str], float] = {}
+        for f in running:
+            for host, files in f["shippers"].items():
+                for name, values in files.items():
+                    if key in values:
+                        latest[(host, name)] = values[key]
+        for (host, name), v in sorted(latest.items()):
+            g.add_metric([host, name], v)
         yield g
 
 

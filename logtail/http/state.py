@@ -26,6 +26,7 @@ from logtail.files.resume import FdBudget
 from logtail.files.secret import load_or_create_secret, secret_path
 from logtail.files.sources import SourceSet
 from logtail.files.watch import WatchRegistry
+from logtail.fleet.serve import Fleet
 from logtail.http.accesslog import AccessLog
 from logtail.http.auth import Authenticator
 from logtail.http.clientip import AddressSet, ClientIP
@@ -61,6 +62,7 @@ class AppState:
     history_slots: ScanSlots
     live: set[Cursor] = field(default_factory=set)  # cursors of running streams
     streams: set[asyncio.Task[Any]] = field(default_factory=set)  # their tasks
+    fleet: Fleet | None = None  # shipped files (`[fleet] enabled`), made by `start`
     # made by `start`, on the server's loop
     stopping: asyncio.Event = field(init=False)
     env: StreamEnv = field(init=False)
@@ -133,6 +135,11 @@ async def start(state: AppState) -> None:
     stack.push_async_callback(state.registry.close)
     state.sources.start()  # the globs' directories are watched from now on
     stack.push_async_callback(state.sources.close)  # every follower, and the listings
+    if cfg.fleet.enabled:
+        fleet = state.fleet = Fleet(cfg)
+        stack.push_async_callback(fleet.close)
+        state.metrics.fleet = fleet.stats
+        await fleet.start()
 
 
 async def end_streams(state: AppState, grace_s: float = 1.0) -> None:

@@ -10,27 +10,34 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from typing import cast
 
+from redis.exceptions import RedisError
 from sanic import HTTPResponse, Request
 from sanic.response import json as json_response
 
 from logtail.files.follow import Follower
-from logtail.files.sources import SourceSet, describe
+from logtail.files.sources import describe
+from logtail.fleet.catalog import Shipped
+from logtail.fleet.serve import ShippedSource, run_shipped_stream, start_shipped
 from logtail.http.guard import Refusal
 from logtail.http.middleware import access, error, refusal
 from logtail.http.sanic_compat import ChunkedSocket, drop_connection, set_response_timeout
 from logtail.http.state import AppState
+from logtail.streaming.multi import OtherSource, file_id, run_multi
 from logtail.streaming.params import ParamError, StreamParams, parse_stream_params
 from logtail.streaming.sse import comment, notice, opening
 from logtail.streaming.stats import StreamStats
-from logtail.streaming.stream import run_stream, since_problem
+from logtail.streaming.stream import Send, run_stream, since_problem
 
-__all__ = ["STREAM_HEADERS", "file_list", "files_route", "stream_route"]
+__all__ = ["STREAM_HEADERS", "file_list", "files_route", "multi_stream_route",
+           "stream_route"]
 
 STREAM_HEADERS = {"cache-control": "no-cache, no-transform", "x-accel-buffering": "no"}
 WATCH_GAP_S = 0.25  # a watched file list is sent at most this often
+MAX_MULTI_ID = 16 * 1024  # a longer id cannot be one this server made: it gets `reset`
 
 
 async def files_route(state: AppState, request: Request) -> HTTPResponse | None:
@@ -53,7 +60,9 @@ async def file_list(state: AppState) -> dict[str, object]:
     sources = state.sources
     files = await asyncio.to_thread(describe, sources.entries(),
                                     state.config.server.show_paths)
-    return {"files": files, "dynamic": sources.dynamic}
+    if state.fleet is None:
+        return {"files": files, "dynamic": sources.dynamic}
+    return {"files": files + state.fleet.catalog.entries(), "dynamic": True}
 
 
 async def _watch_files(state: AppState, request: Request) -> HTTPResponse | None:
@@ -73,7 +82,6 @@ async def _watch_files(state: AppState, request: Request) -> HTTPResponse | None
     task = asyncio.current_task()
     assert task is not None
     state.streams.add(task)
-    sources = state.sources
     stopping = state.stopping
     sent = 0
     try:
@@ -82,13 +90,13 @@ async def _watch_files(state: AppState, request: Request) -> HTTPResponse | None
         set_response_timeout(request, max(cfg.stall_timeout_s, cfg.heartbeat_s * 2 + 1))
         payload = opening(cfg.retry_ms)
         while not stopping.is_set():
-            version, last = sources.version, time.monotonic()
+            version, last = _version(state), time.monotonic()
             payload += notice("files", await file_list(state))
             while payload:
                 await response.send(payload)
                 sent += len(payload)
                 payload = b""
-                if not await _changed_or_stopping(sources, version, stopping, cfg.heartbeat_s):
+                if not await _changed_or_stopping(state, version, cfg.heartbeat_s):
                     payload = comment("ping")
             if not stopping.is_set():
                 await asyncio.sleep(max(0.0, last + WATCH_GAP_S - time.monotonic()))
@@ -103,11 +111,18 @@ async def _watch_files(state: AppState, request: Request) -> HTTPResponse | None
     return None
 
 
-async def _changed_or_stopping(sources: SourceSet, version: int, stopping: asyncio.Event,
+def _version(state: AppState) -> tuple[int, int]:
+    """The file list's version: the local files', and the shipped files'."""
+    return state.sources.version, state.fleet.catalog.version if state.fleet else 0
+
+
+async def _changed_or_stopping(state: AppState, version: tuple[int, int],
                                timeout: float) -> bool:
     """Wait until the list changes or the server stops (True), or `timeout` (False)."""
-    waits = {asyncio.ensure_future(sources.wait_change(version)),
-             asyncio.ensure_future(stopping.wait())}
+    waits = {asyncio.ensure_future(state.sources.wait_change(version[0])),
+             asyncio.ensure_future(state.stopping.wait())}
+    if state.fleet is not None:
+        waits.add(asyncio.ensure_future(state.fleet.catalog.wait_change(version[1])))
     try:
         done, _ = await asyncio.wait(waits, timeout=timeout,
                                      return_when=asyncio.FIRST_COMPLETED)
@@ -120,15 +135,69 @@ async def _changed_or_stopping(sources: SourceSet, version: int, stopping: async
 
 async def stream_route(state: AppState, request: Request, name: str) -> HTTPResponse | None:
     """Check the name and parameters, take a stream slot, then stream."""
-    config = state.config
     follower = state.followers.get(name)
-    if follower is None:
+    shipped = state.fleet.find(name) if state.fleet is not None and follower is None else None
+    if follower is None and shipped is None:
         return error(404, "unknown file", file=name[:100])
     try:
         args = {k: list(v) for k, v in request.get_args(keep_blank_values=True).items()}
-        params = parse_stream_params(args, request.headers.get("last-event-id"), config.stream)
+        params = parse_stream_params(args, request.headers.get("last-event-id"),
+                                     state.config.stream)
     except ParamError as e:
         return error(400, e.message, param=e.param)
+    if shipped is not None:
+        return await shipped_stream(state, request, shipped, params)
+    assert follower is not None
+    return await _with_slot(state, request, params,
+                            lambda: _local(state, request, {name: follower}, params))
+
+
+async def multi_stream_route(state: AppState, request: Request) -> HTTPResponse | None:
+    """`/api/stream?file=a&file=b`: several files over one connection, one stream slot."""
+    args = {k: list(v) for k, v in request.get_args(keep_blank_values=True).items()}
+    names = list(dict.fromkeys(args.pop("file", [])))  # the same file twice: served once
+    if not names or "" in names:
+        return error(400, "name the files to stream: file=<name>, once per file",
+                     param="file")
+    cap = state.config.limits.max_files_per_stream
+    if len(names) > cap:
+        return error(400, f"at most {cap} files per stream (limits.max_files_per_stream)",
+                     param="file")
+    last_id = (args.pop("last_id", None) or [request.headers.get("last-event-id") or ""])
+    try:
+        params = parse_stream_params(args, None, state.config.stream)
+    except ParamError as e:
+        return error(400, e.message, param=e.param)
+    if len(last_id) != 1:
+        return error(400, "given more than once", param="last_id")
+    params = replace(params, last_id=last_id[0][:MAX_MULTI_ID] or None)
+    files: dict[str, Follower | OtherSource] = {}
+    for name in names:
+        follower = state.followers.get(name)
+        shipped = state.fleet.find(name) if state.fleet is not None and follower is None else None
+        if follower is None and shipped is None:
+            return error(404, "unknown file", file=name[:100])
+        if follower is not None:
+            files[name] = follower
+        else:
+            assert state.fleet is not None and shipped is not None
+            files[name] = ShippedSource(state.fleet, shipped, params)
+
+    async def serve() -> HTTPResponse | None:
+        for name, f in files.items():
+            if isinstance(f, ShippedSource):
+                try:
+                    await f.open(file_id(params.last_id, name))
+                except (RedisError, OSError) as e:
+                    return _redis_down(name, e)
+        return await _local(state, request, files, params, several=True)
+
+    return await _with_slot(state, request, params, serve)
+
+
+async def _with_slot(state: AppState, request: Request, params: StreamParams,
+                     serve: Callable[[], Awaitable[HTTPResponse | None]]) -> HTTPResponse | None:
+    """Run `serve` holding a stream slot."""
     if state.stopping.is_set():
         # Only a request on a connection opened before the stop gets here (new ones are
         # refused). It gets no answer at all: an EventSource gives up for good on any
@@ -143,17 +212,69 @@ async def stream_route(state: AppState, request: Request, name: str) -> HTTPResp
         state.metrics.reject(token.reason)
         return refusal(token)
     try:
-        problem = await since_problem(follower, params, state.env, request.ctx.client_ip)
-        if problem is not None:
-            return error(422, problem, param="since")
-        await _serve_stream(state, request, name, follower, params)
+        return await serve()
     finally:
         await state.guard.release_stream(token)
+
+
+async def _local(state: AppState, request: Request,
+                 followers: Mapping[str, Follower | OtherSource], params: StreamParams,
+                 several: bool = False) -> HTTPResponse | None:
+    """The stream of one file (`run_stream`), or of several (`run_multi`: its events say
+    their file, even when the set has one; shipped files may be among them)."""
+    ip = request.ctx.client_ip
+    for name, follower in followers.items():
+        if not isinstance(follower, Follower):
+            continue
+        problem = await since_problem(follower, params, state.env, ip)
+        if problem is not None:
+            return error(422, problem, param="since", file=name)
+
+    async def run(send: Send, stats: dict[str, StreamStats]) -> None:
+        if not several:
+            [(name, follower)] = followers.items()
+            assert isinstance(follower, Follower)
+            await run_stream(name, follower, params, state.env, send, stats[name], ip,
+                             ChunkedSocket.of(request))
+        else:
+            await run_multi(followers, params, state.env, send, stats, ip,
+                            ChunkedSocket.of(request))
+
+    await _serve_stream(state, request, list(followers), params, run)
     return None
 
 
-async def _serve_stream(state: AppState, request: Request, name: str, follower: Follower,
-                        params: StreamParams) -> None:
+async def shipped_stream(state: AppState, request: Request, shipped: Shipped,
+                         params: StreamParams) -> HTTPResponse | None:
+    """A shipped file's stream (`[fleet]`), read from Redis."""
+    fleet = state.fleet
+    assert fleet is not None
+
+    async def serve() -> HTTPResponse | None:
+        try:
+            start = await start_shipped(fleet, shipped, params)
+        except (RedisError, OSError) as e:
+            return _redis_down(shipped.full_name, e)
+
+        async def run(send: Send, stats: dict[str, StreamStats]) -> None:
+            await run_shipped_stream(fleet, shipped, start, params, state.config.stream,
+                                     state.stopping, send, stats[shipped.full_name])
+
+        await _serve_stream(state, request, [shipped.full_name], params, run)
+        return None
+
+    return await _with_slot(state, request, params, serve)
+
+
+def _redis_down(name: str, e: BaseException) -> HTTPResponse:
+    return error(503, "shipped files cannot be read now: Redis does not answer", file=name,
+                 detail=type(e).__name__)
+
+
+async def _serve_stream(state: AppState, request: Request, names: list[str],
+                        params: StreamParams,
+                        run: Callable[[Send, dict[str, StreamStats]], Awaitable[None]]) -> None:
+    """Start the response, then `run` the stream; its stats count per file."""
     config = state.config
     ctype = ("text/event-stream; charset=utf-8" if params.format == "sse"
              else "text/plain; charset=utf-8")
@@ -168,19 +289,22 @@ async def _serve_stream(state: AppState, request: Request, name: str, follower: 
     else:
         set_response_timeout(request, math.inf)  # no heartbeat possible: guarded here
         send = _stall_guarded(response.send, stall_s, cast(asyncio.Transport, request.transport))
-    stats = StreamStats(resumed=params.last_id is not None)
+    resumed = params.last_id is not None
+    stats = {name: StreamStats(resumed=resumed) for name in names}
     task = asyncio.current_task()
     assert task is not None
     state.streams.add(task)
-    state.metrics.stream_started(name, stats)
+    for name, s in stats.items():
+        state.metrics.stream_started(name, s)
     try:
-        await run_stream(name, follower, params, state.env, send, stats,
-                         request.ctx.client_ip, ChunkedSocket.of(request))
+        await run(send, stats)
         await response.eof()
     finally:
         state.streams.discard(task)
-        state.metrics.stream_ended(name, stats)
-        access(request, 200, stats.bytes, time.monotonic() - request.ctx.started)
+        for name, s in stats.items():
+            state.metrics.stream_ended(name, s)
+        access(request, 200, sum(s.bytes for s in stats.values()),
+               time.monotonic() - request.ctx.started)
 
 
 def _stall_guarded(send: Callable[[bytes], Awaitable[None]], stall_s: float,

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from logtail.files.generation import Batch, Generation
 from logtail.files.lines import Lines, LineSplitter
+from logtail.files.position import Position
 
 if TYPE_CHECKING:
     from logtail.files.follow import Follower
@@ -144,6 +145,31 @@ class Cursor:
             finally:
                 self.parked = False
 
+    def poll(self) -> Batch | Notice | None:
+        """The next thing to send, if there is one now: for a stream that waits on several
+        cursors at once (see `join`), instead of `next`."""
+        return self._step()
+
+    def join(self, wake: asyncio.Event) -> None:
+        """Set `wake` instead of this cursor's own event: several cursors feed one stream."""
+        self._wake = wake
+
+    def take_notices(self) -> list[Notice]:
+        """The notices pushed so far (resume outcomes), to send before anything else."""
+        out = list(self._pending)
+        self._pending.clear()
+        return out
+
+    def skip_to(self, end: int, count: int) -> None:
+        """The stream sent the current generation's `count` lines up to `end` itself (a
+        merged backlog): read on from there."""
+        self._scan_gen = None
+        self._move(self.gen, end, count)
+
+    def catching_up_older(self) -> bool:
+        """Whether an older generation still has lines for this stream to read."""
+        return any(place.offset < g.published for g, place in self.older.items())
+
     def beat(self, now: float) -> None:
         """Called by the app's heartbeat ticker: one timer for all streams, none per wake.
         A parked stream with nothing to do gets its heartbeat written at once, without
@@ -209,9 +235,12 @@ class Cursor:
         gen = self.gen
         if not self.older:
             return gen.event_id(self.offset)
-        places = [g.position(p.offset) for g, p in self.older.items()
-                  if g.fd >= 0 and not g.closed]
-        return gen.codec.format_all([*places, gen.position(self.offset)])
+        return gen.codec.format_all([*self.older_positions(), gen.position(self.offset)])
+
+    def older_positions(self) -> list[Position]:
+        """Where this stream stands in each older generation still open, oldest first."""
+        return [g.position(p.offset) for g, p in self.older.items()
+                if g.fd >= 0 and not g.closed]
 
     def _forget_done(self) -> None:
         """Older generations that are final and read to their end."""

@@ -3,11 +3,11 @@ named in a 400; counts over their bound are clamped to it, as a stream's `n` is.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from logtail.config import HistoryConfig
-from logtail.files.permalink import LineId, parse_line_id
 from logtail.streaming.filters import LineFilter
 from logtail.streaming.params import DIGITS, ParamError, flag, line_filter, moment, one
 
@@ -18,6 +18,7 @@ SEARCH_KNOWN = {"q", "regex", "case", "invert", "since", "until", "limit", "orde
 LINES_KNOWN = {"at", "before", "after", "format", "raw"}
 DEFAULT_LIMIT = 1000
 DEFAULT_CONTEXT = 20
+At = TypeVar("At")
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,8 +33,8 @@ class SearchParams:
 
 
 @dataclass(frozen=True, slots=True)
-class LinesParams:
-    at: LineId
+class LinesParams(Generic[At]):
+    at: At  # a local file's LineId; a shipped file's (epoch, number)
     before: int
     after: int
     format: str  # json or text
@@ -78,13 +79,14 @@ def parse_search_params(args: Mapping[str, Sequence[str]], cfg: HistoryConfig) -
                         raw=flag(args, "raw", False))
 
 
-def parse_lines_params(args: Mapping[str, Sequence[str]], cfg: HistoryConfig) -> LinesParams:
+def parse_lines_params(args: Mapping[str, Sequence[str]], cfg: HistoryConfig,
+                       parse_at: Callable[[str], At | None]) -> LinesParams[At]:
     _known(args, LINES_KNOWN)
     raw_at = one(args, "at")
     if not raw_at:
         raise ParamError("at", "a line id is needed (from a search match, a permalink or a "
                                "stream's line-ids)")
-    at = parse_line_id(raw_at) if len(raw_at) <= 64 else None
+    at = parse_at(raw_at) if len(raw_at) <= 64 else None
     if at is None:
         raise ParamError("at", f"not a line id, got {raw_at[:40]!r}")
     return LinesParams(at=at, before=_count(args, "before", DEFAULT_CONTEXT, cfg.max_context),

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from logtail.files.generation import Batch, Generation
 from logtail.files.history import KEY_BYTES, fd_key
 
-__all__ = ["LineIds"]
+__all__ = ["LineIds", "join_ids"]
 
 CUT_MARK = " line cut: "  # what `lines.cut_line` adds to a cut line
 KEYS_KEPT = 4
@@ -52,7 +52,7 @@ class LineIds:
         if _plain(b):
             return f"{key}:{b.start:x}"
         offsets = _offsets(b)
-        return None if offsets is None else _join(key, offsets)
+        return None if offsets is None else join_ids(key, offsets)
 
     def filtered(self, b: Batch, shown: Sequence[str]) -> str | None:
         """The `line-ids` value for `shown`, the lines of `b` a filter let through."""
@@ -75,7 +75,7 @@ class LineIds:
             if j < len(shown) and line == shown[j]:  # the same text matches the same way
                 picked.append(offset)
                 j += 1
-        return _join(key, picked) if j == len(shown) else None
+        return join_ids(key, picked) if j == len(shown) else None
 
 
 def _plain(b: Batch) -> bool:
@@ -99,5 +99,6 @@ def _offsets(b: Batch) -> list[int] | None:
     return out if len(out) == b.lines.count else None
 
 
-def _join(key: str, offsets: Sequence[int]) -> str:
+def join_ids(key: str, offsets: Sequence[int]) -> str:
+    """The `line-ids` value for lines at `offsets` of the generation with `key`."""
     return f"{key}:" + ",".join(f"{o:x}" for o in offsets)

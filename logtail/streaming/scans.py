@@ -6,12 +6,19 @@ small thread pool of their own (not the default pool, which other work shares), 
 its thread back and queues again (asyncio's semaphores wake waiters in order), so one
 client's scans queue behind each other, and a cheap scan from someone else waits for at
 most one slice, never for a whole expensive scan.
+
+The scan threads share the GIL with the event loop. Where a scan runs Python (a filter
+tested line by line), the loop, wanting the GIL back after each of its system calls,
+waits for the interpreter's switch interval: 5 ms by default, several times for one line
+of a live stream. The pool lowers it to SWITCH_INTERVAL_S; where a scan runs RE2 over
+whole blocks, the GIL is let go anyway.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections.abc import Awaitable, Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, Protocol, TypeVar
@@ -19,6 +26,7 @@ from typing import Generic, Protocol, TypeVar
 __all__ = ["SLICE_BYTES", "GeneratorScan", "OneShot", "ScanGate", "SteppedScan"]
 
 SLICE_BYTES = 4 * 1024 * 1024
+SWITCH_INTERVAL_S = 0.001
 T = TypeVar("T")
 
 
@@ -86,6 +94,8 @@ class ScanGate:
         `between` runs on the loop after each unfinished slice, holding no thread (it
         sends what the slice found: a slow client slows its own scan only)."""
         if self._pool is None:
+            if sys.getswitchinterval() > SWITCH_INTERVAL_S:
+                sys.setswitchinterval(SWITCH_INTERVAL_S)  # for the whole process: see above
             self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="logtail-scan")
             self._slots = asyncio.Semaphore(self.threads)
         assert self._slots is not None

@@ -3,7 +3,10 @@
 The scan is written as one generator (see `scans.GeneratorScan`) that runs in the scan
 pool a slice at a time and yields after every block; what it finds waits in `take()` for
 the event loop to send between slices, so a slow client slows only its own search and a
-client that leaves stops it within a block.
+client that leaves stops it within a block. The scan thread shares the GIL with the event
+loop, so blocks are read into one reused buffer and searched where they lie
+(`linescan.LineBlocks`, `backward_blocks`): the GIL is let go for the reads, the inflating
+and RE2, and held for no copy of a block, so live streams barely wait for a search.
 
 - Newest first: a plain file is read backwards in blocks; a `.gz` can only be read
   forwards, so its last `remaining` matches are kept (in a bounded buffer) and sent,
@@ -28,8 +31,25 @@ from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 
-from logtail.files.history import Source, fd_chunks, fd_key, history, open_again, size_hint
-from logtail.files.linescan import ForwardRegions, Line, Matcher, Region, backward_regions
+from logtail.files.history import (
+    GzipReader,
+    PlainReader,
+    Source,
+    fd_chunks,
+    fd_key,
+    history,
+    open_again,
+    size_hint,
+)
+from logtail.files.linescan import (
+    Block,
+    Line,
+    LineBlocks,
+    Matcher,
+    Region,
+    backward_blocks,
+    scan_buffer_size,
+)
 from logtail.files.permalink import line_id
 from logtail.files.tail import line_end
 from logtail.files.timestamps import TIME_PROBE, find_time, shows_time
@@ -81,6 +101,12 @@ class Search:
         self.matches = 0
         self.limited = False
         self._out: list[Match | SourceError] = []
+        self._buf: bytearray | None = None  # one read buffer for every generation
+
+    def _buffer(self) -> bytearray:
+        if self._buf is None:
+            self._buf = bytearray(scan_buffer_size(self.spec.max_line))
+        return self._buf
 
     def take(self) -> list[Match | SourceError]:
         """What was found since the last call (call it between slices only)."""
@@ -198,7 +224,7 @@ class Search:
     def _backward(self, fd: int, key: str, src: Source, lo: int, hi: int
                   ) -> Generator[int, None, bool]:
         at = hi
-        for region, read in backward_regions(fd, lo, hi, self.spec.max_line):
+        for region, read in backward_blocks(fd, lo, hi, self.spec.max_line, self._buffer()):
             self.scanned += at - region.offset  # bytes covered (blocks overlap a little)
             at = region.offset
             self._emit(key, src, self.matcher.lines(region, self.remaining, last=True),
@@ -213,14 +239,15 @@ class Search:
 
     def _forward(self, fd: int, key: str, src: Source, lo: int, hi: int
                  ) -> Generator[int, None, bool]:
-        regions = ForwardRegions(lo, self.spec.max_line)
+        regions = LineBlocks(lo, self.spec.max_line, buf=self._buffer())
+        reader = PlainReader(fd, lo, min(hi - lo, self._budget()))
         read = 0
-        for chunk in fd_chunks(fd, False, lo, min(hi - lo, self._budget())):
-            read += len(chunk)
-            self.scanned += len(chunk)
-            for region in regions.feed(chunk):
+        while n := reader.readinto(regions.space()):
+            read += n
+            self.scanned += n
+            for region in regions.filled(n):
                 self._emit(key, src, self.matcher.lines(region, self.remaining))
-            yield len(chunk)
+            yield n
             if self.remaining <= 0:
                 return True
         if read < hi - lo and self._budget() <= 0:
@@ -237,18 +264,19 @@ class Search:
         window = (TimeWindow(spec.since, spec.until)
                   if spec.since is not None or spec.until is not None else None)
         key = fd_key(fd, True)
-        regions = ForwardRegions(0, spec.max_line)
+        regions = LineBlocks(0, spec.max_line, buf=self._buffer())
         kept: deque[Line] = deque()
         kept_bytes = 0
         gap = False
         complete = True
         budget = self._budget()
+        reader = GzipReader(fd, 0, budget)
         read = 0
-        for chunk in fd_chunks(fd, True, 0, budget):
-            read += len(chunk)
-            self.scanned += len(chunk)
+        while n := reader.readinto(regions.space()):
+            read += n
+            self.scanned += n
             found: list[Line] = []
-            for region in regions.feed(chunk):
+            for region in regions.filled(n):
                 found += self._gz_lines(region, window)
             if spec.desc:
                 for line in found:
@@ -259,7 +287,7 @@ class Search:
                         kept_bytes -= len(kept.popleft().raw)
             else:
                 self._emit(key, src, found)
-            yield len(chunk)
+            yield n
             if (window is not None and window.ended) or self.remaining <= 0:
                 complete = False
                 break
@@ -279,9 +307,9 @@ class Search:
             return gap or self.limited or (window is not None and window.before)
         return self.limited or (window is not None and window.ended) or not complete
 
-    def _gz_lines(self, region: Region, window: TimeWindow | None) -> list[Line]:
+    def _gz_lines(self, region: Region | Block, window: TimeWindow | None) -> list[Line]:
         if window is not None:
-            clipped = window.clip(region)
+            clipped = window.clip(region.region() if isinstance(region, Block) else region)
             if clipped is None:
                 return []
             region = clipped

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from logtail import __version__
 from logtail.streaming.terminal import terminal_bytes
 
-__all__ = ["comment", "data_event", "id_only", "named_event", "notice", "opening", "text_lines"]
+__all__ = ["comment", "data_event", "id_only", "lines_data", "lines_event", "lines_head",
+           "named_event", "notice", "opening", "tagged_lines", "text_lines"]
 
 CR_SYMBOL = "\u240d"
 
@@ -37,6 +38,30 @@ def data_event(event_id: str, text: str | Sequence[str], line_ids: str | None = 
         text = "\n".join(text)
     extra = f"line-ids: {line_ids}\n" if line_ids else ""
     return f"id: {event_id}\n{extra}{_data(text)}\n\n".encode()
+
+
+def lines_event(event_id: str | None, name: str, lines: Sequence[str],
+                line_ids: str | None = None) -> bytes:
+    """One batch of a stream of several files: `event: lines`, the data is
+    `{"file": name, "lines": [...]}` on one `data:` line."""
+    return lines_head(event_id, line_ids) + lines_data(name, lines)
+
+
+def lines_head(event_id: str | None, line_ids: str | None = None) -> bytes:
+    """The fields of a `lines` event before its data (which streams share, see `lines_data`)."""
+    head = f"event: lines\nid: {event_id}\n" if event_id else "event: lines\n"
+    return (head + f"line-ids: {line_ids}\n" if line_ids else head).encode()
+
+
+def lines_data(name: str, lines: Sequence[str]) -> bytes:
+    data = json.dumps({"file": name, "lines": list(lines)}, ensure_ascii=False,
+                      separators=(",", ":"))
+    return f"data: {data}\n\n".encode()
+
+
+def tagged_lines(name: str, lines: Sequence[str], raw: bool = False) -> bytes:
+    """Lines of a stream of several files for `format=text`, each as `<name>: <line>`."""
+    return text_lines([f"{name}: {line}" for line in lines], raw)
 
 
 def named_event(name: str, text: str, event_id: str | None = None) -> bytes:

@@ -27,7 +27,8 @@ from logtail.streaming.scans import OneShot, ScanGate
 from logtail.streaming.sse import comment, data_event, id_only, notice, opening, text_lines
 from logtail.streaming.stats import StreamStats
 
-__all__ = ["RawSocket", "StreamEnv", "heartbeat_ticker", "run_stream", "since_problem"]
+__all__ = ["COALESCE_BYTES", "RawSocket", "Send", "StreamEnv", "heartbeat_ticker", "run_stream",
+           "since_problem", "snapshot_cursor", "start_cursor"]
 
 COALESCE_BYTES = 256 * 1024
 COUNT_MAX_BYTES = 16 * 1024 * 1024  # a skipped gap larger than this is not counted in lines
@@ -194,7 +195,7 @@ def _limited(name: str, params: StreamParams, cfg: StreamConfig) -> Notice:
                   "are not in it"})
 
 
-async def _start_cursor(name: str, follower: Follower, params: StreamParams, env: StreamEnv,
+async def start_cursor(name: str, follower: Follower, params: StreamParams, env: StreamEnv,
                         ip: str) -> Cursor:
     """Where the stream begins: a resume position, or the start of the backlog."""
     cfg = env.cfg
@@ -239,7 +240,7 @@ async def _start_cursor(name: str, follower: Follower, params: StreamParams, env
     return cursor
 
 
-async def _snapshot_cursor(name: str, follower: Follower, params: StreamParams,
+async def snapshot_cursor(name: str, follower: Follower, params: StreamParams,
                            env: StreamEnv, ip: str) -> Cursor:
     """follow=0: the file as it is now, read on its own descriptor; no follower runs."""
     cfg = env.cfg
@@ -291,13 +292,13 @@ async def run_stream(name: str, follower: Follower, params: StreamParams, env: S
     try:
         if params.follow:
             async with follower.hold():  # following, while the start is worked out
-                cursor = await _start_cursor(name, follower, params, env, ip)
+                cursor = await start_cursor(name, follower, params, env, ip)
                 follower.attach(cursor)
             if follower.missing and cursor.gen.final and cursor.gen.next is None:
                 cursor.told_missing = True
                 cursor.push(Notice("missing", {"file": name}))
         else:
-            cursor = await _snapshot_cursor(name, follower, params, env, ip)
+            cursor = await snapshot_cursor(name, follower, params, env, ip)
         # headers go out now, after the position is fixed: every line written after the
         # client sees the response is in the stream (text streams send no body yet)
         # (an SSE stream also gets its starting position as an id-only event, so a client
