@@ -450,7 +450,8 @@ def machine_noise(seconds: float = 5.0) -> dict[str, Any]:
 TRACE_CATEGORIES = ["toplevel", "__metadata"]
 # --profile: what runs inside each task (timeline events: script, style, layout, paint, GC)
 PROFILE_CATEGORIES = ["toplevel", "__metadata", "devtools.timeline", "v8.execute",
-                      "disabled-by-default-devtools.timeline", "disabled-by-default-v8.gc"]
+                      "disabled-by-default-devtools.timeline", "disabled-by-default-v8.gc",
+                      "blink_gc", "cppgc", "disabled-by-default-cppgc"]
 # --js-samples also: V8's sampling profiler, which functions (it slows the page down)
 SAMPLER = "disabled-by-default-v8.cpu_profiler"
 
@@ -477,7 +478,7 @@ async def serve_viewer_from(page: Page, web: Path) -> None:
 
 async def run_bench(browser: Browser, seconds: int, rate: int, files: int = 4,
                     profile: bool = False, samples: bool = False,
-                    web: Path | None = None) -> dict[str, Any]:
+                    web: Path | None = None, trace_to: Path | None = None) -> dict[str, Any]:
     pool = line_pool()
     names = file_names(files)
     with tempfile.TemporaryDirectory() as d, server(Path(d), names=names) as srv:
@@ -554,9 +555,9 @@ async def run_bench(browser: Browser, seconds: int, rate: int, files: int = 4,
     keys = [k["paint"] for k in bench["keys"] if k["paint"] is not None]
     done = [k["done"] for k in bench["keys"] if k["done"] is not None]
     firsts = [k["paint"] for k in bench["keys"] if len(k["value"]) == 1 and k["paint"] is not None]
-    if profile:
-        (ROOT / "bench" / "out").mkdir(parents=True, exist_ok=True)
-        (ROOT / "bench" / "out" / "viewer-trace.json").write_bytes(trace)
+    if profile and trace_to is not None:
+        trace_to.parent.mkdir(parents=True, exist_ok=True)
+        trace_to.write_bytes(trace)
     return {
         "seconds": seconds, "rate_lines_per_s": rate, "cap": CAP, "files": names,
         "stream_requests": len(streams), "overview_bars_at_end": bars,
@@ -843,7 +844,8 @@ async def main() -> int:
             browser = await launch(pw, "--enable-precise-memory-info")
             try:
                 r = await run_bench(browser, args.seconds, args.rate, args.files, profile=True,
-                                    samples=args.js_samples, web=args.web)
+                                    samples=args.js_samples, web=args.web,
+                                    trace_to=args.out / "viewer-trace.json")
             finally:
                 await browser.close()
         args.out.mkdir(parents=True, exist_ok=True)

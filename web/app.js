@@ -4,7 +4,7 @@
 
 import { stripAnsi } from "./ansi.js";
 import { KIND_LINE, KIND_NOTICE, NOTICE_WARN } from "./buffer.js";
-import { Legend, installPicker } from "./files.js";
+import { Legend, fileLabel, installPicker } from "./files.js";
 import { compileFilter, sameSpec } from "./filter.js";
 import { installHistory } from "./history.js";
 import { batchIds } from "./lineids.js";
@@ -422,7 +422,7 @@ async function fetchFiles() {
 
 function fillFiles() {
   const options = files.map((f) => {
-    const o = new Option(f.exists === false ? `${f.title || f.name} (missing)` : f.title || f.name, f.name);
+    const o = new Option(fileLabel(f, true), f.name);
     return o;
   });
   // the file on show stays selectable after the server stopped listing it

@@ -52,6 +52,10 @@ export function groupFiles(files) {
     } else if (typeof f.host === "string") {
       key = `host:${f.host}`;
       label = `host ${f.host}`;
+      if (f.quiet) {
+        label += typeof f.last_seen === "number" ? ` (quiet: last seen ${ago(f.last_seen)} ago)`
+          : " (quiet: never seen)";
+      }
     }
     if (key === null) {
       groups.push({ key: null, label: f.name, files: [f] });
@@ -68,9 +72,30 @@ export function groupFiles(files) {
   return groups;
 }
 
+/** How long ago `seconds` (Unix time) was, in words: "40 s", "5 min", "3 h", "2 days". */
+export function ago(seconds, now = Date.now() / 1000) {
+  const d = Math.max(0, Math.round(now - seconds));
+  if (d < 120) return `${d} s`;
+  if (d < 7200) return `${Math.round(d / 60)} min`;
+  if (d < 172800) return `${Math.round(d / 3600)} h`;
+  return `${Math.round(d / 86400)} days`;
+}
+
+/** A file as the pickers name it: its title, and what is wrong with it (missing; for a
+ *  shipped file whose host went quiet, when that host was last seen). */
+export function fileLabel(f, short = false) {
+  const title = f.title || f.name;
+  const text = !short && f.title && f.title !== f.name ? `${f.title} (${f.name})` : title;
+  if (f.exists === false) return `${text} (missing)`;
+  if (f.quiet) {
+    return typeof f.last_seen === "number" ? `${text} (quiet: last seen ${ago(f.last_seen)} ago)`
+      : `${text} (quiet: never seen)`;
+  }
+  return text;
+}
+
 function label(f) {
-  const text = f.title && f.title !== f.name ? `${f.title} (${f.name})` : f.name;
-  return f.exists === false ? `${text} (missing)` : text;
+  return fileLabel(f);
 }
 
 /**
