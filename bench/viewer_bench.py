@@ -639,11 +639,15 @@ async def merged_screenshot(browser: Browser, path: Path, theme: str = "light") 
     with tempfile.TemporaryDirectory() as d, \
             server(Path(d), "[stream]\nbacklog_lines = 400\n", names) as srv:
         for k, name in enumerate(names):
-            lines = []
-            for i in range(300 + 40 * k):
-                t = now - 1800 + i * (1800 / (300 + 40 * k)) + k
-                line = STAMP_RE.sub(STAMP, demo_line(rng), count=1)
-                lines.append(line.replace(STAMP, now_stamp(t)).replace("api:", f"{name}:"))
+            timed = []
+            for _ in range(300 + 40 * k):  # busier in the last ten minutes
+                t = now - 1800 * rng.random() ** 1.6
+                timed.append((t, STAMP_RE.sub(STAMP, demo_line(rng), count=1)))
+            for _ in range(25):  # and a burst of errors twelve minutes ago
+                t = now - 720 - 60 * rng.random()
+                timed.append((t, f"{STAMP} ERROR api: upstream timeout after 5000 ms"))
+            lines = [line.replace(STAMP, now_stamp(t)).replace("api:", f"{name}:")
+                     for t, line in sorted(timed)]
             (Path(d) / f"{name}.log").write_text("".join(f"{ln}\n" for ln in lines))
         context = await browser.new_context(viewport={"width": 1280, "height": 720},
                                             color_scheme=theme)  # type: ignore[arg-type]
@@ -722,6 +726,7 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
     keys = {
         "longest_task_ms": "longest_task.max_ms",
         "longest_task_cpu_ms": "longest_task.longest_cpu_ms",
+        "most_cpu_in_a_task_ms": "longest_task.max_cpu_ms",
         "tasks_over_50ms": "longest_task.over_50ms",
         "longest_frame_gap_ms": "longest_frame_gap_ms",
         "keystroke_median_ms": "filter_keystroke_to_repaint_ms.all.median",
@@ -756,6 +761,8 @@ def markdown(result: dict[str, Any]) -> str:
         ("Longest main-thread task after load (trace, wall)", "< 50 ms",
          agg["longest_task_ms"]["summary"]),
         ("… of it on the CPU", "—", agg["longest_task_cpu_ms"]["summary"]),
+        ("Most CPU time in one task (what the page itself cost; robust to a busy machine)",
+         "—", agg["most_cpu_in_a_task_ms"]["summary"]),
         ("Tasks over 50 ms per run", "0", agg["tasks_over_50ms"]["summary"]),
         ("Longest gap between animation frames", "—", agg["longest_frame_gap_ms"]["summary"]),
         (f"Filter keystroke → repaint, {first['cap']:,} lines retained (median of the run)",

@@ -21,16 +21,20 @@ HOST = "web-1"
 class RedisServer:
     """redis-server on a fixed loopback port, so it can be stopped and started again."""
 
-    def __init__(self, directory: Path, port: int | None = None) -> None:
+    def __init__(self, directory: Path, port: int | None = None,
+                 password: str | None = None) -> None:
         self.dir = directory
         self.port = port or free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.password = password
+        auth = f":{password}@" if password else ""
+        self.url = f"redis://{auth}127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, *extra: str) -> None:
+        auth = ("--requirepass", self.password) if self.password else ()
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.dir), *extra],
+             "--appendonly", "no", "--dir", str(self.dir), *auth, *extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 15
         while True:
@@ -45,7 +49,7 @@ class RedisServer:
             time.sleep(0.05)
 
     def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, socket_timeout=5)
+        return redis.Redis(port=self.port, password=self.password, socket_timeout=5)
 
     def shutdown(self, save: bool) -> None:
         """Stop it: with SAVE it writes its data and loads it again at the next start."""

@@ -353,3 +353,37 @@ def test_search_and_lines_over_what_redis_holds_of_a_shipped_file(tmp_path):
             assert bad.status_code == 400 and bad.json()["param"] == "at"
         finally:
             server.stop()
+
+
+def test_a_redis_with_a_password_ships_and_serves_and_the_password_stays_secret(tmp_path):
+    secret = "s3cret-Pa55"
+    rs = RedisServer(tmp_path, password=secret)
+    rs.start()
+    try:
+        append(tmp_path / "app.log", ["behind a password"])
+        with shipping(write_config(tmp_path, rs.url)) as shipper:
+            server = serving(serve_config(tmp_path, rs.url))
+            try:
+                wait_listed(server.base, NAME)
+                out = httpx.get(f"{server.base}/api/files/{NAME}/stream",
+                                params={"n": 5, "follow": 0, "format": "text"}, timeout=30)
+                assert out.text == "behind a password\n"
+                health = httpx.get(server.base + "/healthz").json()
+                assert health["status"] == "ok"
+            finally:
+                server.stop()
+            output = server.output() + shipper.text()
+            assert "127.0.0.1" in output and secret not in output
+        # a wrong password: degraded, with a reason that does not show it either
+        wrong = serve_config(tmp_path, rs.url.replace(secret, "wrong-pass"))
+        server = serving(wrong)
+        try:
+            deadline = time.monotonic() + 30
+            while (body := httpx.get(server.base + "/healthz").json())["status"] != "degraded":
+                assert time.monotonic() < deadline, body
+                time.sleep(0.1)
+            assert "wrong-pass" not in body["reason"] and "Redis" in body["reason"]
+        finally:
+            server.stop()
+    finally:
+        rs.stop()

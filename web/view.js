@@ -184,7 +184,6 @@ export class LogView {
   /** The view became merged or single (rows with or without file badges). */
   setMerged(merged) {
     this.model.merged = merged;
-    this.el.classList.toggle("merged", merged);
     this.badgeCh = -1;
     this.checkCols = true;
     this.updateCols();
