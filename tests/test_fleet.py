@@ -10,9 +10,11 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
 import time
 
 import httpx
+import pytest
 import redis
 from helpers import SSE, Event, free_port, sse
 from redis_support import (
@@ -387,3 +389,42 @@ def test_a_redis_with_a_password_ships_and_serves_and_the_password_stays_secret(
             server.stop()
     finally:
         rs.stop()
+
+
+def test_rediss_tls_ships_and_serves(tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                    str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    port = free_port()
+    proc = subprocess.Popen(
+        ["redis-server", "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
+         "--tls-cert-file", str(cert), "--tls-key-file", str(key), "--tls-ca-cert-file",
+         str(cert), "--tls-auth-clients", "no", "--save", "", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={cert}"
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                if redis.Redis.from_url(url, socket_timeout=2).ping():
+                    break
+            except redis.exceptions.RedisError:
+                assert time.monotonic() < deadline and proc.poll() is None, "no TLS redis"
+                time.sleep(0.05)
+        append(tmp_path / "app.log", ["over TLS"])
+        with shipping(write_config(tmp_path, url)):
+            server = serving(serve_config(tmp_path, url))
+            try:
+                wait_listed(server.base, NAME)
+                out = httpx.get(f"{server.base}/api/files/{NAME}/stream",
+                                params={"n": 5, "follow": 0, "format": "text"}, timeout=30)
+                assert out.text == "over TLS\n"
+            finally:
+                server.stop()
+        plain = redis.Redis(port=port, socket_timeout=2)  # the port speaks TLS only
+        with pytest.raises(redis.exceptions.RedisError):
+            plain.ping()
+    finally:
+        proc.terminate()
+        proc.wait(10)
