@@ -627,6 +627,8 @@ def main() -> int:
             res = runner.run(amain(args))
     if not res.get("printed"):
         print("RESULT " + json.dumps(res), flush=True)
+    if args.mode == "files":  # the stdin watcher thread may hold stdin's lock: skip the
+        os._exit(0)  # interpreter's shutdown, which would abort on it (all is written)
     return 0
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Fan-out of several files: one multi-file stream per client against one stream per file.
 
-    python bench/multi_fanout.py --reps 3          # 200 clients x 4 files, 100 lines/s each
+    python bench/multi_fanout.py --reps 5          # 200 clients x 4 files, 100 lines/s each
 
 A dashboard that follows 4 files can open `/api/stream?file=a&...&file=d` (one
 connection) or 4 single-file streams. Both deliver the same lines; this measures what
@@ -19,6 +19,7 @@ to bench/out/multi_fanout.json, a Markdown table to stdout.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -29,7 +30,6 @@ import time
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 from common import (  # noqa: E402
     CLK_TCK,
@@ -108,6 +108,19 @@ class Machine:
                 "other_top": {k: round(v, 3) for k, v in top}}
 
 
+def runq_wait_s(pids: list[int]) -> float:
+    """Seconds the threads of `pids` spent runnable but waiting for a CPU (schedstat):
+    how much of a latency is the machine's contention rather than the process's work."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with contextlib.suppress(OSError, IndexError, ValueError):
+                    total += int(Path(f"/proc/{pid}/task/{task}/schedstat").read_text()
+                                 .split()[1])
+    return total / 1e9
+
+
 def config(files: dict[str, Path], tag: str) -> Path:
     """Limits raised so that 800 streams from one address are all admitted."""
     conf = WORK / f"{tag}.toml"
@@ -163,6 +176,7 @@ def one_run(mode: str, args: argparse.Namespace, env: dict[str, str], tag: str) 
         cpu = CpuMark.start(pids)
         gen = CpuMark.start([client.p.pid])
         machine = Machine()
+        waits = runq_wait_s(pids), runq_wait_s([client.p.pid])
         rss_max, next_rss = 0, 0.0
         deadline = time.monotonic() + args.seconds + 30
         while any(w.poll() is None for w in writers) and time.monotonic() < deadline:
@@ -170,6 +184,8 @@ def one_run(mode: str, args: argparse.Namespace, env: dict[str, str], tag: str) 
                 rss_max, next_rss = max(rss_max, rss_kb(pids)), time.monotonic() + 1.0
             time.sleep(0.1)
         server_cpu, wall = cpu.stop()
+        server_wait = runq_wait_s(pids) - waits[0]
+        client_wait = runq_wait_s([client.p.pid]) - waits[1]
         client_cpu, _ = gen.stop()
         ours = {os.getpid(), *pids, client.p.pid, *(w.pid for w in writers)}
         where = machine.stop(ours)
@@ -189,6 +205,8 @@ def one_run(mode: str, args: argparse.Namespace, env: dict[str, str], tag: str) 
             "server_us_per_line": 1e6 * server_cpu / (wall * args.rate * args.files
                                                       * args.clients),
             "client_cpu_pct": 100 * client_cpu / wall,
+            "server_runq_pct": 100 * server_wait / wall,
+            "client_runq_pct": 100 * client_wait / wall,
             "writers_cpu_pct": 100 * writer_cores,
             **where, "unattributed_cores": where["busy_cores"] - where["irq_cores"]
             - where["steal_cores"] - where["other_procs_cores"] - writer_cores
@@ -243,11 +261,13 @@ METRICS = [  # (key, label, format)
     ("lat_p99.9", "latency p99.9 (ms)", "{:.1f}"),
     ("lat_max", "latency max (ms)", "{:.0f}"),
     ("server_cpu_pct", "server CPU (% of one core)", "{:.1f}"),
+    ("server_runq_pct", "server waiting for a CPU (% of the time)", "{:.1f}"),
     ("server_us_per_line", "server CPU per line delivered (µs)", "{:.2f}"),
     ("lines_per_event", "lines per event received (batching)", "{:.2f}"),
     ("rss_end_mib", "server RSS at end (MiB)", "{:.1f}"),
     ("rss_peak_mib", "server RSS peak, VmHWM (MiB)", "{:.1f}"),
     ("client_cpu_pct", "load client CPU (% of one core)", "{:.1f}"),
+    ("client_runq_pct", "load client waiting for a CPU (% of the time)", "{:.1f}"),
     ("writers_cpu_pct", "4 writers CPU (% of one core)", "{:.1f}"),
     ("other_procs_cores", "other processes' CPU (cores)", "{:.2f}"),
     ("irq_cores", "irq + softirq, no process (cores)", "{:.2f}"),
@@ -279,21 +299,28 @@ def table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+def _num(row: dict, key: str, fmt: str) -> str:
+    return fmt.format(row[key]) if key in row else "—"
+
+
 def runs_table(rows: list[dict]) -> str:
     """Every run in order, failed ones included: what the medians were taken from."""
     out = ["| run | load avg before | others before (cores) | others during (cores) "
-           "| p50 ms | p99 ms | max ms | server CPU % | RSS end MiB | lines verified | ok |",
-           "|---" * 11 + "|"]
+           "| p50 ms | p99 ms | max ms | server CPU % | server waiting % | lines/event "
+           "| RSS end MiB | lines verified | ok |",
+           "|---" * 13 + "|"]
     for r in rows:
         if "lat_p50" not in r:
             out.append(f"| {r['tag']} | {r.get('load_before', '?')} | "
-                       f"{r.get('busy_before', 0):.2f} | — | — | — | — | — | — | — | "
+                       f"{r.get('busy_before', 0):.2f} | — | — | — | — | — | — | — | — | — | "
                        f"✗ {r.get('error', '')[:80]} |")
             continue
         out.append(
             f"| {r['tag']} | {r['load_before']} | {r['busy_before']:.2f} | "
             f"{r['other_procs_cores']:.2f} | {r['lat_p50']:.2f} | {r['lat_p99']:.1f} | "
-            f"{r['lat_max']:.0f} | {r['server_cpu_pct']:.1f} | {r['rss_end_mib']:.1f} | "
+            f"{r['lat_max']:.0f} | {r['server_cpu_pct']:.1f} | "
+            f"{_num(r, 'server_runq_pct', '{:.1f}')} | {_num(r, 'lines_per_event', '{:.2f}')} | "
+            f"{r['rss_end_mib']:.1f} | "
             f"{r['lines_verified']:,} of {r['lines_expected']:,} | "
             f"{'✓' if r['ok'] else '✗'} |")
     return "\n".join(out)
