@@ -693,6 +693,7 @@ class LinesRun:
     offset: int  # of the line, in the decompressed bytes
     ms: list[float] = field(default_factory=list)
     wrong: int = 0
+    cold_ms: list[float] = field(default_factory=list)  # the first request of a fresh server
 
 
 def find_ids(base: str) -> dict[tuple[str, str], str]:
@@ -711,23 +712,43 @@ def find_ids(base: str) -> dict[tuple[str, str], str]:
     return ids
 
 
-def lines_phase(server: Server, ids: dict[tuple[str, str], str], reps: int) -> list[LinesRun]:
-    runs = {k: LinesRun(k[0], k[1], int(v.rsplit(":", 1)[1], 16)) for k, v in ids.items()}
+def lines_request(base: str, name: str, where: str, at: str, run: LinesRun) -> float:
+    """One `lines?at=` (checked to hold the marker), in ms."""
     with http() as client:
-        for _ in range(reps):
-            for (name, where), at in ids.items():
-                t0 = time.perf_counter()
-                r = client.get(f"{server.base}/api/files/{name}/lines", params={"at": at})
-                ms = (time.perf_counter() - t0) * 1e3
-                run = runs[name, where]
-                run.ms.append(ms)
-                body = r.json() if r.status_code == 200 else {}
-                got = body.get("lines", [])
-                if not got or MARKERS[where] not in got[body.get("at", 0)]["line"]:
-                    run.wrong += 1
+        t0 = time.perf_counter()
+        r = client.get(f"{base}/api/files/{name}/lines", params={"at": at})
+        ms = (time.perf_counter() - t0) * 1e3
+    body = r.json() if r.status_code == 200 else {}
+    got = body.get("lines", [])
+    if not got or MARKERS[where] not in got[body.get("at", 0)]["line"]:
+        run.wrong += 1
+    return ms
+
+
+def lines_phase(server: Server, ids: dict[tuple[str, str], str], reps: int,
+                fresh: Callable[[str], Server]) -> list[LinesRun]:
+    """Cold: each id's first request on a server of its own, started for it (the .gz
+    not read since, so without checkpoints). Warm: `reps` requests on `server`, after
+    one read of the whole `.gz` (as a search leaves it)."""
+    runs = {k: LinesRun(k[0], k[1], int(v.rsplit(":", 1)[1], 16)) for k, v in ids.items()}
+    for (name, where), at in ids.items():
+        cold = fresh(f"{name}-{where}")
+        try:
+            runs[name, where].cold_ms.append(
+                lines_request(cold.base, name, where, at, runs[name, where]))
+        finally:
+            cold.stop()
+    with http() as client:  # the whole .gz read once
+        client.get(f"{server.base}/api/files/gz/search", params={
+            "q": "no line has this", "format": "ndjson", "limit": "1"}, timeout=600)
+    for _ in range(reps):
+        for (name, where), at in ids.items():
+            runs[name, where].ms.append(
+                lines_request(server.base, name, where, at, runs[name, where]))
     for r in runs.values():
-        say(f"  {r.file:5} {r.where:6} at {r.offset / MB:7.1f} MB: "
-            f"{statistics.median(r.ms):8.1f} ms" + (f"  WRONG x{r.wrong}" if r.wrong else ""))
+        say(f"  {r.file:5} {r.where:6} at {r.offset / MB:7.1f} MB: cold "
+            f"{statistics.median(r.cold_ms):8.1f} ms, warm {statistics.median(r.ms):8.1f} ms"
+            + (f"  WRONG x{r.wrong}" if r.wrong else ""))
     return list(runs.values())
 
 
@@ -847,13 +868,14 @@ def slice_p99(r: LiveRun) -> float | None:
 
 
 def lines_section(runs: list[LinesRun], plain: str) -> str:
-    rows = ["| generation | line | at (MB into it, decompressed) | ms | wrong answers |",
-            "|" + "---|" * 5]
+    rows = ["| generation | line | at (MB into it, decompressed) | cold: first request, ms "
+            "| warm: after one read of the `.gz`, ms | wrong answers |", "|" + "---|" * 6]
     for (file, where) in dict.fromkeys((r.file, r.where) for r in runs):
         rs = [r for r in runs if (r.file, r.where) == (file, where)]
         label = f"{plain} `.gz` (`app.log.1.gz`)" if file == "gz" else \
             f"{plain} plain (reference)"
         rows.append(f"| {label} | {where} | {rs[0].offset / MB:,.1f} | "
+                    f"{spread([statistics.median(r.cold_ms) for r in rs], 1)} | "
                     f"{spread([statistics.median(r.ms) for r in rs], 1)} | "
                     f"{sum(r.wrong for r in rs)} |")
     return "\n".join(rows)
@@ -965,7 +987,11 @@ high, the two modes are measuring the machine's other work more than the server.
 for marker lines placed near the start, in the middle and near the end of the file:
 {meta.lines_reps} requests each per run, one at a time.
 Each answer is checked to have the marker at `lines[at]`.
-No target: a `.gz` can only be read from its start.
+Cold: each id's first request on a server started for it, which has not read the `.gz`:
+it is read from its start. Warm: after one read of the whole `.gz` (a search for a line
+it does not have), which leaves a checkpoint every 16 MiB of its decompressed bytes: the
+context is read from the last checkpoint at least 1 MiB before the line.
+No target.
 
 {lines_section(results["lines"], plain)}
 """)
@@ -1015,7 +1041,8 @@ def one_run(run: int, args: argparse.Namespace, phases: list[str], work: Path, f
     def lines() -> list[LinesRun]:
         if "ids" not in state:
             state["ids"] = find_ids(server.base)
-        return lines_phase(server, state["ids"], args.lines_reps)
+        return lines_phase(server, state["ids"], args.lines_reps, lambda tag: Server.start(
+            work, files.config_files(), env, f"run{run}-cold-{tag}"))
 
     out: dict[str, list] = {p: [] for p in phases}
     server = Server.start(work, files.config_files(), env, f"run{run}")

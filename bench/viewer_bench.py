@@ -420,6 +420,22 @@ async def type_queries(page: Page, keys_delay_ms: int) -> None:
         await page.click("#opt-regex")
 
 
+def cpu_ticks() -> tuple[int, int]:
+    """The machine's CPU time taken by the host (steal) and in all, in ticks (/proc/stat):
+    on a virtual machine whose host is busy, a task can wait for a core it was given."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return 0, 0
+    return fields[7], sum(fields)
+
+
+def steal_percent(start: tuple[int, int], end: tuple[int, int]) -> float | None:
+    total = end[1] - start[1]
+    return round(100 * (end[0] - start[0]) / total, 1) if total > 0 else None
+
+
 def machine_noise(seconds: float = 5.0) -> dict[str, Any]:
     """How much the CPU time of one fixed piece of work varies on this machine.
 
@@ -506,6 +522,7 @@ async def run_bench(browser: Browser, seconds: int, rate: int, files: int = 4,
             categories = [*PROFILE_CATEGORIES, *([SAMPLER] if samples else [])]
         await browser.start_tracing(page=page, categories=categories)
         metrics_start, load_start = await main_thread(cdp), os.getloadavg()
+        ticks_start = cpu_ticks()
         rss_at_load = await renderer_rss_mb(browser)
 
         writer = Writer(paths, rate, pool)
@@ -530,6 +547,7 @@ async def run_bench(browser: Browser, seconds: int, rate: int, files: int = 4,
         writer.join()
         trace = await browser.stop_tracing()
         metrics_end, load_end = await main_thread(cdp), os.getloadavg()
+        ticks_end = cpu_ticks()
         written = writer.written
         caught_up = time.monotonic()
         while (await counts(page))["received"] < written and time.monotonic() - caught_up < 20:
@@ -580,7 +598,8 @@ async def run_bench(browser: Browser, seconds: int, rate: int, files: int = 4,
         "dom_counters_end": {k: dom.get(k) for k in ("documents", "nodes", "jsEventListeners")},
         "main_thread_busy": busy(metrics_start, metrics_end),
         "machine": {"cpus": os.cpu_count(), "loadavg_start": [round(x, 2) for x in load_start],
-                    "loadavg_end": [round(x, 2) for x in load_end]},
+                    "loadavg_end": [round(x, 2) for x in load_end],
+                    "steal_percent": steal_percent(ticks_start, ticks_end)},
         "samples": samples,
     }
 
@@ -737,6 +756,7 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "heap_after_gc_mb": "heap_mb.end_after_gc",
         "renderer_rss_end_mb": "heap_mb.renderer_rss",
         "main_thread_task_pct": "main_thread_busy.task_pct",
+        "steal_pct": "machine.steal_percent",
     }
     return {name: {"values": pick(path), "summary": spread(pick(path))}
             for name, path in keys.items()}
@@ -775,6 +795,8 @@ def markdown(result: dict[str, Any]) -> str:
         ("… after GC (MiB)", "—", agg["heap_after_gc_mb"]["summary"]),
         ("Renderer RSS at the end (MiB)", "—", agg["renderer_rss_end_mb"]["summary"]),
         ("Main thread busy (task %)", "—", agg["main_thread_task_pct"]["summary"]),
+        ("CPU time the host took while streaming (steal, %)", "—",
+         agg["steal_pct"]["summary"]),
     ]
     out += [f"| {a} | {b} | {c} |" for a, b, c in rows]
     noise = m.get("cpu_time_of_fixed_work")
@@ -785,7 +807,8 @@ def markdown(result: dict[str, Any]) -> str:
     for i, r in enumerate(runs, 1):
         load = r["machine"]
         out.append(f"\n### Run {i} (load average {load['loadavg_start'][0]} at the start, "
-                   f"{load['loadavg_end'][0]} at the end)\n")
+                   f"{load['loadavg_end'][0]} at the end; the host took "
+                   f"{load.get('steal_percent')} % of the CPU time while streaming)\n")
         out += ["| measure | target | result |", "|---|---|---|"]
         out += [f"| {a} | {b} | {c} |" for a, b, c in markdown_run(r)]
     return "\n".join(out) + "\n"

@@ -219,7 +219,17 @@ export class Sparkline {
       if (b && !b.disabled) this.pick(b);
     });
     this.barsEl.addEventListener("keydown", (e) => this.onKey(e));
-    new ResizeObserver(() => this.schedule(true)).observe(el);
+    // sizes are read here, where layout is fresh: a read in draw() would force a layout of
+    // everything the log view just changed in the same frame
+    this.width = -1;
+    this.keyWidth = 0;
+    this.barsHeight = 0;
+    new ResizeObserver(() => {
+      this.width = el.clientWidth;
+      this.keyWidth = this.keyEl.offsetWidth;
+      this.barsHeight = this.barsEl.clientHeight;
+      this.schedule(true);
+    }).observe(el);
   }
 
   /** Redraw soon: at once for a person's action, else at most every REDRAW_MS. */
@@ -245,10 +255,10 @@ export class Sparkline {
     const { hist } = this;
     const range = hist.range();
     // the bars sit right, by the newest time: as many as fit beside the labels
-    const width = this.el.clientWidth;
-    if (hist.version === this.drawn && width === this.drawnWidth) return;
+    const { width } = this;
+    if (width < 0 || (hist.version === this.drawn && width === this.drawnWidth)) return;
     this.drawnWidth = width;
-    const room = width - this.keyEl.offsetWidth - 2 * LABEL_PX;
+    const room = width - this.keyWidth - 2 * LABEL_PX;
     const fit = Math.max(MIN_BARS, Math.min(MAX_BARS, Math.floor(room / BAR_PX)));
     if (!range) {
       this.el.dataset.empty = "true";
@@ -269,7 +279,7 @@ export class Sparkline {
     }
     this.use(count);
     this.first = first;
-    const full = this.barsEl.clientHeight || 24;
+    const full = this.barsHeight || 24;
     const span = newest - first > 24 * 60 || new Date(first * MINUTE_MS).getDate() !==
       new Date(newest * MINUTE_MS).getDate();
     for (let i = 0; i < count; i++) {

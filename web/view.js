@@ -13,8 +13,8 @@ import { CAN_HIGHLIGHT, HIGHLIGHT, renderRow } from "./render.js";
 const MAX_PX = 10_000_000; // browsers cap element heights (Chromium ~33.5M px)
 const OVERSCAN = 8; // rows rendered above and below the viewport
 // while following a fast stream, rows above the viewport are replaced before anyone can
-// scroll to them: fewer of them make each (full) repaint cheaper
-const OVERSCAN_FAST = 2;
+// scroll to them: none are made, which makes each (full) repaint cheaper
+const OVERSCAN_FAST = 0;
 const PAD = 6; // px above the first and below the last row
 const POOL = 300;
 
@@ -105,7 +105,7 @@ export class LogView {
     this.lastRender = now;
     this.lastTail = tail;
     const screensPerSecond = (this.rate * 1000 * this.rowH) / Math.max(1, this.vh);
-    this.dataInterval = screensPerSecond > 60 ? 100 : screensPerSecond > 15 ? 50 : 0;
+    this.dataInterval = screensPerSecond > 60 ? 150 : screensPerSecond > 15 ? 50 : 0;
   }
 
   /** Write a style property only when it changes (an unchanged write can still cost). */

@@ -16,7 +16,7 @@ from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from logtail.files.history import Source, fd_chunks, fd_key, history, open_again
+from logtail.files.history import GZ_INDEX, Source, fd_chunks, fd_key, history, open_again
 from logtail.files.linescan import (
     ForwardRegions,
     Line,
@@ -145,15 +145,39 @@ class ContextScan:
         return before, after
 
     def _in_gz(self, fd: int) -> Generator[int, None, tuple[list[Line], list[Line]] | None]:
-        """A .gz is read from its start: the lines before the one asked for pass through
-        a window of `before + 1` lines."""
+        """A .gz is read forwards, from its start or from a checkpoint `GZ_INDEX.lead` or
+        more before the line (an earlier one if that leaves too few lines before it): the
+        lines before the one asked for pass through a window of `before + 1` lines."""
+        file = GZ_INDEX.identity(fd)
+        upto = self.at.offset - GZ_INDEX.lead
+        while True:
+            point = GZ_INDEX.before(file, upto) if upto > 0 else None
+            start = point.out if point is not None else 0
+            got = yield from self._gz_from(fd, start)
+            if start == 0 or self._spent() or got is None or (
+                    got is not _TOO_LATE and len(got[0]) > self.before):
+                return None if got is _TOO_LATE else got
+            upto = start - 1  # too few lines before it from there: from further back
+
+    def _gz_from(self, fd: int, start: int
+                 ) -> Generator[int, None, tuple[list[Line], list[Line]] | None]:
+        """`_in_gz` from decompressed offset `start` (0, or a checkpoint in mid-line:
+        the lines then start after its next newline). _TOO_LATE when the line asked for
+        starts before the first line found."""
         at = self.at.offset
         before: deque[Line] = deque(maxlen=self.before + 1)
         after: list[Line] = []
         want = self.after + 2
-        regions = ForwardRegions(0, self.max_line)
-        for chunk in fd_chunks(fd, True, 0, max(0, self.max_bytes - self.read)):
+        regions = ForwardRegions(0, self.max_line) if start == 0 else None
+        for chunk in fd_chunks(fd, True, start, max(0, self.max_bytes - self.read)):
             self.read += len(chunk)
+            if regions is None:
+                regions, chunk, start = _first_line_after(chunk, start, self.max_line)
+                if regions is not None and regions.offset > at:
+                    return _TOO_LATE
+            if regions is None:
+                yield len(chunk)
+                continue
             for r in regions.feed(chunk):
                 if after:
                     after += self._all.lines(r, want - len(after))
@@ -165,6 +189,8 @@ class ContextScan:
         else:
             if self._spent():
                 return None
+            if regions is None:
+                return _TOO_LATE  # no line starts after `start`: the one asked for began before
             last = regions.finish()
             if last is not None:
                 if after:
@@ -237,16 +263,48 @@ class ContextScan:
         return [(key, line) for line in lines]
 
     def _last_of_gz(self, fd: int, count: int) -> Generator[int, None, list[Line]]:
+        """The last `count` lines: read from the last checkpoint (an earlier one while
+        that leaves fewer lines), or from the start."""
+        file = GZ_INDEX.identity(fd)
+        upto = 1 << 62
+        while True:
+            point = GZ_INDEX.before(file, upto) if upto > 0 else None
+            start = point.out if point is not None else 0
+            kept = yield from self._last_from(fd, start, count)
+            if start == 0 or self._spent() or len(kept) >= count:
+                return kept
+            upto = start - 1
+
+    def _last_from(self, fd: int, start: int, count: int) -> Generator[int, None, list[Line]]:
         kept: deque[Line] = deque(maxlen=count)
-        regions = ForwardRegions(0, self.max_line)
-        for chunk in fd_chunks(fd, True, 0, max(0, self.max_bytes - self.read)):
+        regions = ForwardRegions(0, self.max_line) if start == 0 else None
+        for chunk in fd_chunks(fd, True, start, max(0, self.max_bytes - self.read)):
             self.read += len(chunk)
-            for r in regions.feed(chunk):
-                kept.extend(self._all.lines(r, count, last=True))
+            if regions is None:
+                regions, chunk, start = _first_line_after(chunk, start, self.max_line)
+            if regions is not None:
+                for r in regions.feed(chunk):
+                    kept.extend(self._all.lines(r, count, last=True))
             yield len(chunk)
         if self._spent():
             return []  # not read to its end: its last lines are not known
-        last = regions.finish()
+        last = regions.finish() if regions is not None else None
         if last is not None:
             kept.extend(self._all.lines(last, count, last=True))
         return list(kept)
+
+
+# the line asked for starts before the lines a read from a checkpoint found
+_TOO_LATE: tuple[list[Line], list[Line]] = ([], [])
+
+
+def _first_line_after(chunk: bytes, start: int, max_line: int
+                      ) -> tuple[ForwardRegions | None, bytes, int]:
+    """Bytes read from `start`, in mid-line: the lines begin after the first newline.
+    Returns the regions from there and what of `chunk` is theirs, or (None, chunk,
+    where the next chunk starts) while no newline has come."""
+    nl = chunk.find(b"\n")
+    if nl < 0:
+        return None, chunk, start + len(chunk)
+    return ForwardRegions(start + nl + 1, max_line), chunk[nl + 1:], start
+

@@ -3,7 +3,10 @@
 The history of `app.log` is `app.log` itself, then the names logrotate gives it in the same
 directory (`logtail.files.rotated`): nothing outside that directory, nothing else that
 merely starts with the name, no symlink, only regular files. Compressed siblings (`.gz`)
-are read as a stream, never decompressed whole into memory or onto disk.
+are read as a stream, never decompressed whole into memory or onto disk. Reading one
+from its start leaves checkpoints behind (`GzipIndex`), so that the context of a line deep
+in it (a search result, a permalink) is read from shortly before that line, not from the
+start.
 
 A generation is known by its content, not only its inode: renamed, then compressed by
 `delaycompress`, it is still the same generation. Its key is a hash of its first `k`
@@ -13,19 +16,22 @@ still names it once it has grown.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import os
 import stat
+import threading
 import zlib
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from logtail.files.rotated import rotated_name
 
-__all__ = ["CHUNK", "KEY_BYTES", "GzipReader", "PlainReader", "Source", "content_key",
-           "fd_chunks", "fd_key", "head_key", "history", "matches_key", "open_again",
-           "open_source", "read_chunks", "size_hint"]
+__all__ = ["CHUNK", "GZ_INDEX", "KEY_BYTES", "Checkpoint", "GzipIndex", "GzipReader",
+           "PlainReader", "Source", "content_key", "fd_chunks", "fd_key", "head_key",
+           "history", "matches_key", "open_again", "open_source", "read_chunks", "size_hint"]
 
 KEY_BYTES = 4096  # at most this much of a generation's start names it
 CHUNK = 1024 * 1024
@@ -137,7 +143,7 @@ def fd_chunks(fd: int, compressed: bool, start: int = 0, limit: int | None = Non
             remaining -= len(data)
             yield data
         return
-    reader = GzipReader(fd, start, limit)
+    reader = GzipReader(fd, start, limit, GZ_INDEX)
     buf = bytearray(chunk)
     view = memoryview(buf)
     while n := reader.readinto(view):
@@ -164,14 +170,99 @@ class PlainReader:
         return n
 
 
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A gzip stream's state after `out` decompressed bytes: where its input goes on
+    (`pos`, with `pending` read and not yet inflated) and a copy of zlib's state (None
+    between members). About 50 KB: zlib's 32 KiB window is most of it."""
+
+    out: int
+    pos: int
+    pending: bytes
+    state: zlib._Decompress | None
+
+    @property
+    def cost(self) -> int:
+        return 48 * 1024 + len(self.pending)
+
+
+class GzipIndex:
+    """Checkpoints of the compressed generations read lately, every `spacing` decompressed
+    bytes, at most `max_bytes` of them in all (the generations read least recently are
+    forgotten first). A compressed generation never changes, so it is known by its file's
+    identity (device, inode, size, modification time); a rewritten file is another one.
+    One per process: the same file is the same bytes for every server in it. Readers in
+    several threads use it; a lock guards it."""
+
+    def __init__(self, spacing: int = 16 * 1024 * 1024, max_bytes: int = 32 * 1024 * 1024,
+                 lead: int = 1024 * 1024) -> None:
+        self.spacing = spacing
+        self.max_bytes = max_bytes
+        self.lead = lead  # the context of a line is read from a checkpoint this far before it
+        self._files: OrderedDict[tuple[int, ...], list[Checkpoint]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._files.clear()
+            self._bytes = 0
+
+    @staticmethod
+    def identity(fd: int) -> tuple[int, ...]:
+        st = os.fstat(fd)
+        return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+    def before(self, file: tuple[int, ...], offset: int) -> Checkpoint | None:
+        """The last checkpoint at or before decompressed `offset`, if any."""
+        with self._lock:
+            points = self._files.get(file)
+            if not points:
+                return None
+            self._files.move_to_end(file)
+            i = bisect.bisect_right([p.out for p in points], offset)
+            return points[i - 1] if i else None
+
+    def next_due(self, file: tuple[int, ...]) -> int:
+        """The decompressed offset of the next checkpoint to take for `file`."""
+        with self._lock:
+            points = self._files.get(file)
+            return (points[-1].out if points else 0) + self.spacing
+
+    def add(self, file: tuple[int, ...], point: Checkpoint) -> None:
+        with self._lock:
+            points = self._files.setdefault(file, [])
+            self._files.move_to_end(file)
+            if points and point.out <= points[-1].out:
+                return  # another reader of the same file took it first
+            points.append(point)
+            self._bytes += point.cost
+            while self._bytes > self.max_bytes and self._files:
+                _, dropped = self._files.popitem(last=False)
+                self._bytes -= sum(p.cost for p in dropped)
+
+    @property
+    def size(self) -> int:
+        """Bytes the checkpoints take, about."""
+        return self._bytes
+
+
+GZ_INDEX = GzipIndex()
+
+
 class GzipReader:
     """Decompressed bytes of a gzip file (several members too), GZ_OUT at a time: zlib
     lets the GIL go while it inflates, and the little it hands back (no more than GZ_OUT,
     from no more than GZ_IN of input) is copied into the caller's buffer. A gzip bomb
     costs time, bounded by the caller's `limit`, not memory. A corrupt `.gz` raises
-    `zlib.error` where it breaks, one cut short EOFError."""
+    `zlib.error` where it breaks, one cut short EOFError.
 
-    def __init__(self, fd: int, start: int = 0, limit: int | None = None) -> None:
+    With an `index`, a read that starts deep in the file starts from the index's last
+    checkpoint before `start` instead of from the file's start, and a read that passes
+    where the index has no checkpoint yet leaves one there."""
+
+    def __init__(self, fd: int, start: int = 0, limit: int | None = None,
+                 index: GzipIndex | None = None) -> None:
         self.fd = fd
         self.skip = start
         self.remaining = limit if limit is not None else 1 << 62
@@ -179,11 +270,26 @@ class GzipReader:
         self.pending = b""  # compressed bytes read and not yet given to zlib
         self.d: zlib._Decompress | None = None
         self.ended = False
+        self.out = 0  # decompressed bytes the stream has given so far, skipped ones too
+        self.index = index
+        self.file: tuple[int, ...] = ()
+        self.due = 1 << 62  # where the next checkpoint is to be taken
+        if index is not None:
+            self.file = index.identity(fd)
+            point = index.before(self.file, start) if start else None
+            if point is not None:
+                self.out, self.pos, self.pending = point.out, point.pos, point.pending
+                self.d = point.state.copy() if point.state is not None else None
+                self.skip = start - point.out
+            self.due = index.next_due(self.file)
 
     def readinto(self, view: memoryview) -> int:
         out, room = 0, min(len(view), self.remaining)
         while out < room and not self.ended:
             piece = self._next(min(GZ_OUT, room - out + self.skip))
+            self.out += len(piece)
+            if self.out >= self.due:
+                self._checkpoint()
             if self.skip:
                 cut = min(self.skip, len(piece))
                 piece, self.skip = piece[cut:], self.skip - cut
@@ -191,6 +297,12 @@ class GzipReader:
             out += len(piece)
         self.remaining -= out
         return out
+
+    def _checkpoint(self) -> None:
+        assert self.index is not None
+        self.index.add(self.file, Checkpoint(self.out, self.pos, self.pending,
+                                             self.d.copy() if self.d is not None else None))
+        self.due = self.index.next_due(self.file)
 
     def _next(self, most: int) -> bytes:
         """The next decompressed bytes (at most `most`, maybe none); sets `ended`."""

@@ -11,14 +11,18 @@ The scan threads share the GIL with the event loop. Where a scan runs Python (a 
 tested line by line), the loop, wanting the GIL back after each of its system calls,
 waits for the interpreter's switch interval: 5 ms by default, several times for one line
 of a live stream. The pool lowers it to SWITCH_INTERVAL_S; where a scan runs RE2 over
-whole blocks, the GIL is let go anyway.
+whole blocks, the GIL is let go anyway. They also share the CPU: a search keeps a core
+busy for as long as it reads, so its threads run at a lower priority (Linux gives each
+thread its own niceness) and a live line's wake-up never queues behind a scan.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
+import threading
 from collections.abc import Awaitable, Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, Protocol, TypeVar
@@ -27,6 +31,7 @@ __all__ = ["SLICE_BYTES", "GeneratorScan", "OneShot", "ScanGate", "SteppedScan"]
 
 SLICE_BYTES = 4 * 1024 * 1024
 SWITCH_INTERVAL_S = 0.001
+SCAN_NICENESS = 10  # added to the scan threads' niceness: the loop and live streams first
 T = TypeVar("T")
 
 
@@ -96,7 +101,8 @@ class ScanGate:
         if self._pool is None:
             if sys.getswitchinterval() > SWITCH_INTERVAL_S:
                 sys.setswitchinterval(SWITCH_INTERVAL_S)  # for the whole process: see above
-            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="logtail-scan")
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="logtail-scan",
+                                            initializer=_lower_priority)
             self._slots = asyncio.Semaphore(self.threads)
         assert self._slots is not None
         loop = asyncio.get_running_loop()
@@ -136,3 +142,10 @@ class ScanGate:
             with contextlib.suppress(RuntimeError):
                 self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
+
+
+def _lower_priority() -> None:
+    """Run the calling thread (a scan thread) at SCAN_NICENESS more than the process."""
+    with contextlib.suppress(OSError, AttributeError):  # elsewhere than Linux: as it is
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + SCAN_NICENESS)

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from logtail.files.history import (
+    GZ_INDEX,
     GzipReader,
     PlainReader,
     Source,
@@ -270,7 +271,7 @@ class Search:
         gap = False
         complete = True
         budget = self._budget()
-        reader = GzipReader(fd, 0, budget)
+        reader = GzipReader(fd, 0, budget, GZ_INDEX)
         read = 0
         while n := reader.readinto(regions.space()):
             read += n
