@@ -74,7 +74,7 @@ def test_a_read_from_a_checkpoint_gives_the_same_bytes(two_members):
 
 
 def test_checkpoints_are_taken_once_however_many_readers(two_members):
-    fd, data, _ = two_members
+    fd, _, _ = two_members
     index = GzipIndex(spacing=SPACING, max_bytes=64 * 1024 * 1024)
     _read_all(GzipReader(fd, 0, None, index))
     size = index.size
@@ -84,7 +84,7 @@ def test_checkpoints_are_taken_once_however_many_readers(two_members):
 
 
 def test_the_index_keeps_within_its_bound_and_forgets_the_oldest_file(tmp_path, two_members):
-    fd, data, _ = two_members
+    fd, _, _ = two_members
     index = GzipIndex(spacing=SPACING, max_bytes=1024 * 1024)
     _read_all(GzipReader(fd, 0, None, index))
     first = index.identity(fd)

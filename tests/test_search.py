@@ -420,3 +420,22 @@ def test_the_scan_pool_lowers_the_switch_interval():
         assert sys.getswitchinterval() <= SWITCH_INTERVAL_S
     finally:
         sys.setswitchinterval(old)
+
+
+def test_scans_run_at_the_lowest_cpu_priority_and_the_loop_keeps_its_own():
+    """A search keeps a core busy: its threads yield the CPU to the event loop (and to
+    anything else), so a live line's wake-up never queues behind a scan."""
+    import threading
+
+    from logtail.streaming.scans import SCAN_NICENESS, OneShot, ScanGate
+
+    def niceness() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    loop_thread = niceness()
+    gate = ScanGate(2, 2)
+    seen = OneShot(niceness)
+    asyncio.run(gate.run("ip", seen, lambda: None))
+    gate.close()
+    assert seen.result == SCAN_NICENESS == 19
+    assert niceness() == loop_thread < 19

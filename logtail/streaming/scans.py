@@ -31,7 +31,7 @@ __all__ = ["SLICE_BYTES", "GeneratorScan", "OneShot", "ScanGate", "SteppedScan"]
 
 SLICE_BYTES = 4 * 1024 * 1024
 SWITCH_INTERVAL_S = 0.001
-SCAN_NICENESS = 10  # added to the scan threads' niceness: the loop and live streams first
+SCAN_NICENESS = 19  # the scan threads' niceness, the lowest priority: live streams first
 T = TypeVar("T")
 
 
@@ -145,7 +145,7 @@ class ScanGate:
 
 
 def _lower_priority() -> None:
-    """Run the calling thread (a scan thread) at SCAN_NICENESS more than the process."""
+    """Run the calling thread (a scan thread) at niceness SCAN_NICENESS. A scan still gets
+    any core nothing else wants: it is slowed only where it would slow a live stream."""
     with contextlib.suppress(OSError, AttributeError):  # elsewhere than Linux: as it is
-        tid = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + SCAN_NICENESS)
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), SCAN_NICENESS)
