@@ -12,9 +12,10 @@ from __future__ import annotations
 import os
 import zlib
 from collections import deque
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from logtail.files.history import GZ_INDEX, Source, fd_chunks, fd_key, history, open_again
 from logtail.files.linescan import (
@@ -28,6 +29,8 @@ from logtail.files.linescan import (
 from logtail.files.permalink import LineId, line_id
 
 __all__ = ["Context", "ContextScan"]
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -148,16 +151,24 @@ class ContextScan:
         """A .gz is read forwards, from its start or from a checkpoint `GZ_INDEX.lead` or
         more before the line (an earlier one if that leaves too few lines before it): the
         lines before the one asked for pass through a window of `before + 1` lines."""
+        got = yield from self._from_checkpoints(
+            fd, self.at.offset - GZ_INDEX.lead, lambda start: self._gz_from(fd, start),
+            lambda got: got is None or (got is not _TOO_LATE and len(got[0]) > self.before))
+        return None if got is _TOO_LATE else got
+
+    def _from_checkpoints(self, fd: int, upto: int,
+                          read: Callable[[int], Generator[int, None, T]],
+                          enough: Callable[[T], bool]) -> Generator[int, None, T]:
+        """`read` from the last checkpoint at or before `upto` (from the start if there is
+        none); while what it found is not `enough`, again from the checkpoint before."""
         file = GZ_INDEX.identity(fd)
-        upto = self.at.offset - GZ_INDEX.lead
         while True:
             point = GZ_INDEX.before(file, upto) if upto > 0 else None
             start = point.out if point is not None else 0
-            got = yield from self._gz_from(fd, start)
-            if start == 0 or self._spent() or got is None or (
-                    got is not _TOO_LATE and len(got[0]) > self.before):
-                return None if got is _TOO_LATE else got
-            upto = start - 1  # too few lines before it from there: from further back
+            got = yield from read(start)
+            if start == 0 or self._spent() or enough(got):
+                return got
+            upto = start - 1
 
     def _gz_from(self, fd: int, start: int
                  ) -> Generator[int, None, tuple[list[Line], list[Line]] | None]:
@@ -265,15 +276,9 @@ class ContextScan:
     def _last_of_gz(self, fd: int, count: int) -> Generator[int, None, list[Line]]:
         """The last `count` lines: read from the last checkpoint (an earlier one while
         that leaves fewer lines), or from the start."""
-        file = GZ_INDEX.identity(fd)
-        upto = 1 << 62
-        while True:
-            point = GZ_INDEX.before(file, upto) if upto > 0 else None
-            start = point.out if point is not None else 0
-            kept = yield from self._last_from(fd, start, count)
-            if start == 0 or self._spent() or len(kept) >= count:
-                return kept
-            upto = start - 1
+        return (yield from self._from_checkpoints(
+            fd, 1 << 62, lambda start: self._last_from(fd, start, count),
+            lambda kept: len(kept) >= count))
 
     def _last_from(self, fd: int, start: int, count: int) -> Generator[int, None, list[Line]]:
         kept: deque[Line] = deque(maxlen=count)

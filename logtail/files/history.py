@@ -220,7 +220,7 @@ class GzipIndex:
             if not points:
                 return None
             self._files.move_to_end(file)
-            i = bisect.bisect_right([p.out for p in points], offset)
+            i = bisect.bisect_right(points, offset, key=lambda p: p.out)
             return points[i - 1] if i else None
 
     def next_due(self, file: tuple[int, ...]) -> int:

@@ -30,11 +30,12 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from logtail.config import FileConfig
+from logtail.config import Config, FileConfig
 from logtail.files.dirwatch import Listener
 from logtail.files.follow import Follower
 from logtail.files.generation import file_status
 from logtail.files.listing import Scan, scan
+from logtail.files.position import IdCodec
 from logtail.files.watch import WatchRegistry
 
 __all__ = ["GONE_KEEP_S", "Source", "SourceSet", "describe"]
@@ -122,6 +123,19 @@ class _Glob:
 class SourceSet:
     """Every served file by name, kept current, with one Follower per name in `followers`
     (the dict itself stays the same object: the metrics read it when scraped)."""
+
+    @classmethod
+    def configured(cls, config: Config, codec: IdCodec, registry: WatchRegistry) -> SourceSet:
+        """The files of `config`, followed as its `[stream]` and `[watch]` say, each
+        follower telling `registry` what it watches (the server and the shipper alike)."""
+        def follower(name: str, path: Path) -> Follower:
+            f = Follower(name, path, codec, config.stream.max_line_bytes,
+                         config.stream.partial_line_s, config.watch.idle_stop_s,
+                         rotate_grace_s=config.watch.rotate_grace_s)
+            f.on_watch_change = registry.update
+            return f
+
+        return cls(config.files, config.limits.max_files, follower, registry)
 
     def __init__(self, files: Sequence[FileConfig], max_files: int,
                  make: Callable[[str, Path], Follower], registry: WatchRegistry) -> None:

@@ -24,7 +24,6 @@ import redis.asyncio as aredis
 from redis.exceptions import RedisError
 
 from logtail.config import Config, StreamConfig
-from logtail.files.lines import Lines
 from logtail.fleet.catalog import FleetCatalog, Shipped, connect
 from logtail.fleet.keys import Entry, format_id, parse_entry, parse_id
 from logtail.fleet.reader import RETRY_S, Raw, ShippedCursor, ShippedReader, Step
@@ -131,7 +130,7 @@ class _Framer:
 
     def lines(self, lines: list[str], event_id: str) -> bytes:
         if self.filter is not None:
-            lines = self.filter.apply(Lines("\n".join(lines), len(lines)))
+            lines = self.filter.select(lines)
         if not lines:
             self.hidden = True
             return b""
@@ -267,7 +266,7 @@ async def _backlog(client: aredis.Redis, shipped: Shipped, params: StreamParams,
                 return _oldest_first(events, want)
             if e.lines is None:
                 continue
-            lines = e.lines if f is None else f.apply(Lines("\n".join(e.lines), len(e.lines)))
+            lines = e.lines if f is None else f.select(e.lines)
             if lines:
                 events.append((lines, format_id(e.epoch, e.next)))
                 count += len(lines)

@@ -30,7 +30,6 @@ import socket
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from logtail import __version__
@@ -366,15 +365,7 @@ class Shipper:
         cfg = self.config
         registry = WatchRegistry(cfg.watch)
         codec = IdCodec(os.urandom(32))  # the followers' batch ids never leave this process
-
-        def new_follower(name: str, path: Path) -> Follower:
-            f = Follower(name, path, codec, cfg.stream.max_line_bytes,
-                         cfg.stream.partial_line_s, cfg.watch.idle_stop_s,
-                         rotate_grace_s=cfg.watch.rotate_grace_s)
-            f.on_watch_change = registry.update
-            return f
-
-        sources = SourceSet(cfg.files, cfg.limits.max_files, new_follower, registry)
+        sources = SourceSet.configured(cfg, codec, registry)
         names = ", ".join(f"{f.name}.*" if f.glob else f.name for f in cfg.files)
         log.info("logtail %s: shipping %s as host %s to %s (about %d lines kept per file)",
                  __version__, names, self.host, self.link.url, cfg.ship.maxlen)

@@ -294,12 +294,7 @@ async def _lines(app: Sanic[Any, Any], request: Request, name: str) -> HTTPRespo
     if not r.lines:
         return error(422, "the line lies further into a compressed generation than "
                            "history.max_scan_bytes reads", at=at)
-    if p.format == "text":
-        return raw(text_lines([line for _, line in r.lines], p.raw),
-                   content_type=CONTENT_TYPES["text"])
-    return json_response({"file": name, "lines": [{"id": i, "line": t} for i, t in r.lines],
-                          "at": r.at, "more_before": r.more_before,
-                          "more_after": r.more_after, "limited": r.limited})
+    return _lines_answer(p, name, r.lines, r.at, r.more_before, r.more_after, r.limited)
 
 
 # -- shipped files (`[fleet]`): what Redis holds -------------------------------------------
@@ -372,10 +367,16 @@ async def _lines_shipped(app: Sanic[Any, Any], request: Request, shipped: Shippe
     if not ctx.found:
         return error(410, "that line is no longer held in Redis (trimmed, or the stream "
                           "began again)", at=at_text)
+    return _lines_answer(p, shipped.full_name, ctx.lines, at_text, ctx.more_before,
+                         ctx.more_after, False)
+
+
+def _lines_answer(p: LinesParams[Any], name: str, lines: list[tuple[str, str]], at: int | str,
+                  more_before: bool, more_after: bool, limited: bool) -> HTTPResponse:
+    """A `lines` answer: the lines as text, or as JSON with their ids and where they are."""
     if p.format == "text":
-        return raw(text_lines([line for _, line in ctx.lines], p.raw),
+        return raw(text_lines([line for _, line in lines], p.raw),
                    content_type=CONTENT_TYPES["text"])
-    return json_response({"file": shipped.full_name,
-                          "lines": [{"id": i, "line": t} for i, t in ctx.lines],
-                          "at": at_text, "more_before": ctx.more_before,
-                          "more_after": ctx.more_after, "limited": False})
+    return json_response({"file": name, "lines": [{"id": i, "line": t} for i, t in lines],
+                          "at": at, "more_before": more_before, "more_after": more_after,
+                          "limited": limited})

@@ -14,7 +14,6 @@ import logging
 import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, cast
 
 from sanic import Request, Sanic
@@ -81,16 +80,8 @@ def build_state(config: Config) -> AppState:
     registry = WatchRegistry(config.watch)
     base = config.source.parent if config.source else None
     codec = IdCodec(load_or_create_secret(secret_path(config.server.secret_file, base)))
-
-    def new_follower(name: str, path: Path) -> Follower:
-        f = Follower(name, path, codec, config.stream.max_line_bytes,
-                     config.stream.partial_line_s, config.watch.idle_stop_s,
-                     rotate_grace_s=config.watch.rotate_grace_s)
-        f.on_watch_change = registry.update
-        return f
-
     # the served files: fixed paths and the globs' current matches, one follower per name
-    sources = SourceSet(config.files, config.limits.max_files, new_follower, registry)
+    sources = SourceSet.configured(config, codec, registry)
     state = AppState(
         config=config,
         web=WebAssets.load(),

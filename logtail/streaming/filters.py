@@ -88,6 +88,10 @@ class LineFilter:
         match = self.match
         return [line for line in lines.split() if match(line)]
 
+    def select(self, lines: list[str]) -> list[str]:
+        """`apply` to lines that come as a list (shipped entries, other sources)."""
+        return self.apply(Lines("\n".join(lines), len(lines)))
+
     def _scan_batch(self, text: str) -> list[str]:
         """Regex over the whole batch: Python work per matching line, not per line."""
         buf = text.encode()

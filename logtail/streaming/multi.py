@@ -21,7 +21,6 @@ from typing import Protocol
 
 from logtail.files.follow import Follower
 from logtail.files.generation import Batch
-from logtail.files.lines import Lines
 from logtail.streaming.cursor import END, Cursor, Notice
 from logtail.streaming.lineids import LineIds
 from logtail.streaming.merge import (
@@ -117,22 +116,19 @@ class _Framer:
             return lines_head(composite_id(self.ids), extra) + \
                 b.encoded("multi-data", lambda: lines_data(name, b.lines.split()))
         lines = self.filter.apply(b.lines)
-        if not lines:
-            self.hidden = True
-            return b""
-        self.hidden = False
-        stats.lines += len(lines)
-        if not self.sse:
-            return tagged_lines(name, lines, self.raw)
-        extra = self.line_ids.filtered(b, lines) if self.line_ids is not None else None
-        return lines_event(composite_id(self.ids), name, lines, extra)
+        return self._shown(name, lines, stats, lambda: (
+            self.line_ids.filtered(b, lines) if self.line_ids is not None else None))
 
     def other(self, name: str, item: OtherLines, stats: StreamStats) -> bytes:
         """Lines of an `OtherSource`."""
         self.ids[name] = item.event_id
-        lines = item.lines
-        if self.filter is not None:
-            lines = self.filter.apply(Lines("\n".join(lines), len(lines)))
+        lines = item.lines if self.filter is None else self.filter.select(item.lines)
+        return self._shown(name, lines, stats)
+
+    def _shown(self, name: str, lines: list[str], stats: StreamStats,
+               extra: Callable[[], str | None] = lambda: None) -> bytes:
+        """The event (or text) for the lines of `name` a filter left; none when it left
+        none (the id then waits for the next event sent)."""
         if not lines:
             self.hidden = True
             return b""
@@ -140,7 +136,7 @@ class _Framer:
         stats.lines += len(lines)
         if not self.sse:
             return tagged_lines(name, lines, self.raw)
-        return lines_event(composite_id(self.ids), name, lines)
+        return lines_event(composite_id(self.ids), name, lines, extra())
 
     def notice(self, n: Notice, name: str = "") -> bytes:
         """A notice; one with an id (an `OtherSource`'s, which count as places) moves it."""
