@@ -347,7 +347,7 @@ def test_search_and_lines_over_what_redis_holds_of_a_shipped_file(tmp_path):
             assert [x["line"] for x in ctx["lines"]] == [
                 "line 498 ok", "line 499 ok", "line 500 ERROR", "line 501 ok"]
             assert ctx["more_before"] is True and ctx["more_after"] is True
-            assert [x["id"] for x in ctx["lines"]][2] == at
+            assert [x["id"] for x in ctx["lines"]][2] == at and ctx["at"] == 2
             r.xtrim(key, minid="3-520", approximate=False)
             gone = httpx.get(url + "/lines", params={"at": at})
             assert gone.status_code == 410

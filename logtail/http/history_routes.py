@@ -367,11 +367,12 @@ async def _lines_shipped(app: Sanic[Any, Any], request: Request, shipped: Shippe
     if not ctx.found:
         return error(410, "that line is no longer held in Redis (trimmed, or the stream "
                           "began again)", at=at_text)
-    return _lines_answer(p, shipped.full_name, ctx.lines, at_text, ctx.more_before,
+    at = next(i for i, (line, _) in enumerate(ctx.lines) if line == at_text)  # it was found
+    return _lines_answer(p, shipped.full_name, ctx.lines, at, ctx.more_before,
                          ctx.more_after, False)
 
 
-def _lines_answer(p: LinesParams[Any], name: str, lines: list[tuple[str, str]], at: int | str,
+def _lines_answer(p: LinesParams[Any], name: str, lines: list[tuple[str, str]], at: int,
                   more_before: bool, more_after: bool, limited: bool) -> HTTPResponse:
     """A `lines` answer: the lines as text, or as JSON with their ids and where they are."""
     if p.format == "text":
