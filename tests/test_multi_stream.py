@@ -265,6 +265,8 @@ async def test_bad_requests_are_refused_clearly(tmp_path):
         assert r.status_code == 400 and r.json()["param"] == "file"
         r = await client.get("/api/stream?file=a&file=b&file=c")
         assert r.status_code == 400 and "at most 2" in r.json()["error"]
+        # the cap is stated where clients choose files (the viewer's picker keeps to it)
+        assert (await client.get("/api/files")).json()["max_files_per_stream"] == 2
         r = await client.get("/api/stream?file=a&file=b&n=x")
         assert r.status_code == 400 and r.json()["param"] == "n"
         r = await client.get("/api/stream?file=a&file=b&bogus=1")

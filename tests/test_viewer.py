@@ -508,6 +508,91 @@ async def test_reading_aids_levels_ansi_json_wrap_gutter_theme_clear(tmp_path, b
     assert watch.real_errors() == []
 
 
+# Rows drawn brief while lines replace the screen faster than anyone reads (view.js): one
+# text node, matches painted as highlights; in full again once the stream stops.
+BRIEF_ROW = """() => {
+  const row = [...document.querySelectorAll("#rows .row.brief")].find((r) => {
+    const t = r.querySelector(".txt");
+    return t.textContent.includes("ERROR needle") && t.childNodes.length === 1
+      && t.firstChild.nodeType === Node.TEXT_NODE && !r.querySelector(".lvl-tok, mark");
+  });
+  return row && CSS.highlights.get("logtail-match").size > 0
+    && row.querySelector(".txt").getBoundingClientRect().left;
+}"""
+TEXT_LEFT = """() => document.querySelector("#rows .row:not(.brief) .txt")
+  .getBoundingClientRect().left"""
+FULL_ROWS = """() => {
+  const rows = [...document.querySelectorAll("#rows .row:not(.notice)")];
+  return rows.length > 10 && rows.every((r) => r.querySelector(".txt mark")
+    && (r.querySelector(".txt").textContent.startsWith("{") ? r.querySelector(".j-key")
+        : r.querySelector(".lvl-tok")?.textContent === "ERROR"));
+}"""
+
+
+async def test_rows_flying_past_are_brief_then_drawn_in_full_when_the_stream_stops(
+        tmp_path, view):
+    page, watch = view
+    log = tmp_path / "app.log"
+    log.write_text("")
+    total = 9_600  # line numbers keep 4 digits: the gutter keeps its width throughout
+
+    def line(i: int) -> str:
+        if i % 10 == 0:
+            return f'{{"level":"error","msg":"needle {i:06d}"}}'
+        return f"2024-01-01 ERROR needle {i:06d}"
+
+    async def flood() -> None:  # 6,000 lines/s for 1.6 s, in 10 ms slices
+        for start in range(0, total, 60):
+            append(log, *(line(i) for i in range(start, start + 60)))
+            await asyncio.sleep(0.01)
+
+    async with live_server(make_config(tmp_path)) as base:
+        await open_live(page, base + "/")
+        await page.fill("#filter", "needle")  # every line matches: they still fly past
+        writer = asyncio.create_task(flood())
+        try:
+            brief_left = await (await page.wait_for_function(
+                BRIEF_ROW, timeout=WAIT, polling=50)).json_value()
+        finally:
+            await writer
+        await expect(page.locator("#count")).to_have_text(
+            f"{total:,} of {total:,} lines", timeout=WAIT)
+        await page.wait_for_function(FULL_ROWS, timeout=WAIT)
+        rows = await shown_lines(page)
+        assert rows[-1] == line(total - 1) and len(rows) > 10
+        # the text stays in its column from one way of drawing to the other
+        assert abs(await page.evaluate(TEXT_LEFT) - brief_left) < 1
+    assert watch.real_errors() == []
+
+
+async def test_a_screen_of_changed_rows_is_drawn_in_full_over_a_few_frames(tmp_path, view):
+    page, watch = view
+    lines = [f'{{"level":"warn","n":{i},"tag":"x{i}"}}' if i % 5 == 0 else f"2024-01-01 ERROR x{i}"
+             for i in range(100)]  # the backlog: a few screens
+    append(tmp_path / "app.log", *lines)
+    async with live_server(make_config(tmp_path)) as base:
+        await open_live(page, base + "/")
+        await expect(page.locator("#count")).to_have_text("100 lines", timeout=WAIT)
+        await page.wait_for_function(FULL_ROWS.replace(".txt mark", ".txt"), timeout=WAIT)
+        await page.evaluate("""() => {  // the most brief rows seen at the start of a frame
+          window.briefMost = 0;
+          const look = () => {
+            const n = document.querySelectorAll("#rows .row.brief").length;
+            window.briefMost = Math.max(window.briefMost, n);
+            requestAnimationFrame(look);
+          };
+          requestAnimationFrame(look);
+        }""")
+        await page.fill("#filter", "x")  # every row on show is drawn again, with its mark
+        await expect(page.locator("#count")).to_have_text("100 of 100 lines")
+        await page.wait_for_function(FULL_ROWS, timeout=WAIT)
+        rows = await page.locator("#rows .row:not(.notice)").count()
+        assert rows > 30  # a screen: more rows changed than one frame draws in full
+        assert await page.evaluate("window.briefMost") >= rows - 16
+        assert await shown_lines(page) == lines[-len(await shown_lines(page)):]
+    assert watch.real_errors() == []
+
+
 async def test_viewer_assets_are_relative_and_free_of_inline_code():
     """No absolute asset URL (breaks under a prefix), no inline script or style (CSP)."""
     web = Path(__file__).resolve().parent.parent / "web"

@@ -113,43 +113,52 @@ export function formatTime(ms) {
 /**
  * Fill `row` (a div) with entry `seq` of `model`. `gutter` is "num", "time" or "none".
  * In a merged view the row shows its file as a coloured badge after the gutter.
+ * `brief` ({gutterCh}, while lines fly past faster than anyone reads, see view.js): the
+ * row keeps its level tint and bar, line number, file badge and filter matches (painted
+ * as highlights), in the same columns, but as inline text: no sticky gutter, no JSON,
+ * ANSI or level-word spans; a row drawn brief before is rewritten in place (its text
+ * nodes' data), so no element is made, styled or laid out anew. The view draws it in full
+ * once the stream slows or the view stops following.
  * Returns true when the row holds a JSON object (it can be opened in the detail pane).
  */
-export function renderRow(row, model, seq, gutter) {
+export function renderRow(row, model, seq, gutter, brief = null) {
   const { ring } = model;
   const notice = ring.isNotice(seq);
   const raw = ring.text(seq);
   const { text, runs } = parseAnsi(raw);
   const level = notice ? null : detectLevel(text);
   const json = notice ? null : parseJsonLine(text);
-  row.className = "row" + (notice ? " notice" : "") + (level ? ` lvl-${level.level}` : "") +
-    (json ? " json" : "") + (seq === model.target ? " target" : "");
+  const marks = notice ? [] : model.highlight.ranges(text);
+  const short = brief !== null && !notice && (CAN_HIGHLIGHT || !marks.length);
+  const cls = "row" + (notice ? " notice" : "") + (level ? ` lvl-${level.level}` : "") +
+    (json ? " json" : "") + (seq === model.target ? " target" : "") + (short ? " brief" : "");
+  if (row.className !== cls) row.className = cls;
   const tone = notice && ring.isWarn(seq);
   if (tone !== !!row.lvTone) { // (touching dataset on every row costs)
     row.lvTone = tone;
     if (tone) row.dataset.tone = "warn";
     else delete row.dataset.tone;
   }
-  const parts = [];
-  if (gutter !== "none") {
-    const g = document.createElement("span");
-    g.className = "gut";
-    g.textContent = gutter === "time" ? formatTime(ring.time(seq)) : notice ? "" : String(ring.shownNo(seq));
-    parts.push(g);
-  }
+  const gut = gutter === "none" ? null : gutter === "time" ? formatTime(ring.time(seq)) :
+    notice ? "" : String(ring.shownNo(seq));
   const file = model.merged ? ring.file(seq) : 0;
-  if (file) {
-    // the line's file, in its colour (the name as text)
-    const name = model.fileNames[file];
-    const b = document.createElement("span");
-    b.className = `badge c${model.fileColours[file]}`;
-    if (name.length > model.badgeCh) {
-      // cut here, not by CSS (overflow and ellipsis cost layout and paint in every row)
-      b.textContent = `${name.slice(0, model.badgeCh - 1)}…`;
-      b.title = name;
-    } else b.textContent = name;
-    parts.push(b);
+  if (short) {
+    const parts = briefParts(row, gut !== null, file !== 0, brief.gutterCh);
+    // the gutter's columns: its padding, the number right-aligned, its padding
+    if (parts.num) setData(parts.num, ` ${gut.padStart(brief.gutterCh)} `);
+    if (parts.badge) fillBadge(parts.badge, model, file);
+    setText(parts.body, text);
+    row.lvHits = marks.length ? rangesOver([parts.body.firstChild], [0], marks) : null;
+    return json !== null;
   }
+  row.lvParts = null;
+  const els = [];
+  if (gut !== null) {
+    const g = textSpan("gut");
+    setText(g, gut);
+    els.push(g);
+  }
+  if (file) els.push(fillBadge(textSpan(""), model, file));
   const body = document.createElement("span");
   body.className = "txt";
   row.lvHits = null;
@@ -159,11 +168,55 @@ export function renderRow(row, model, seq, gutter) {
     label.textContent = text;
     body.append(label);
   } else {
-    row.lvHits = fillText(body, text, runs, level, json, model.highlight.ranges(text));
+    row.lvHits = fillText(body, text, runs, level, json, marks);
   }
-  parts.push(body);
-  row.replaceChildren(...parts);
+  els.push(body);
+  row.replaceChildren(...els);
   return json !== null;
+}
+
+/** A span holding one text node. */
+function textSpan(className) {
+  const el = document.createElement("span");
+  el.className = className;
+  el.append(document.createTextNode(""));
+  return el;
+}
+
+/** Write the text of a span made by textSpan() only when it changes. */
+function setText(el, text) {
+  setData(el.firstChild, text);
+}
+
+function setData(node, text) {
+  if (node.data !== text) node.data = text;
+}
+
+/** The line's file in its colour (the name as text); long names are cut here, not by CSS
+ *  (overflow and ellipsis cost layout and paint in every row). */
+function fillBadge(badge, model, file) {
+  const name = model.fileNames[file];
+  const cls = `badge c${model.fileColours[file]}`;
+  if (badge.className !== cls) badge.className = cls;
+  const cut = name.length > model.badgeCh;
+  setText(badge, cut ? `${name.slice(0, model.badgeCh - 1)}…` : name);
+  if (cut) badge.title = name;
+  else if (badge.title) badge.removeAttribute("title");
+  return badge;
+}
+
+/** The parts of a brief row (number, badge, text): the row's own when it is brief with
+ *  the same parts and gutter width already, else new ones. */
+function briefParts(row, withNumber, withBadge, gutterCh) {
+  const had = row.lvParts;
+  if (had && !!had.num === withNumber && !!had.badge === withBadge && had.gutterCh === gutterCh) {
+    return had;
+  }
+  const parts = { num: withNumber ? document.createTextNode("") : null,
+    badge: withBadge ? textSpan("") : null, body: textSpan("txt"), gutterCh };
+  row.replaceChildren(...[parts.num, parts.badge, parts.body].filter((node) => node));
+  row.lvParts = parts;
+  return parts;
 }
 
 /**

@@ -15,6 +15,15 @@ const OVERSCAN = 8; // rows rendered above and below the viewport
 // while following a fast stream, rows above the viewport are replaced before anyone can
 // scroll to them: none are made, which makes each (full) repaint cheaper
 const OVERSCAN_FAST = 0;
+// while following lines that replace the screen more than 60 times a second, renders are
+// at most this far apart (ms), and rows are drawn brief (render.js); once no render has
+// come for SETTLE_MS (the stream slowed or stopped), the rows on show are drawn in full
+const FAST_INTERVAL = 150;
+const SETTLE_MS = 300;
+// Otherwise a frame draws at most this many rows in full; more changed rows (a keystroke,
+// a jump) are drawn brief, and in full over the next frames: no frame styles and lays out
+// a whole screen of new rows with every colour at once.
+const FULL_PER_FRAME = 16;
 const PAD = 6; // px above the first and below the last row
 const POOL = 300;
 
@@ -50,9 +59,11 @@ export class LogView {
     this.styles = new WeakMap(); // element -> {property: last value written}
     this.lastRender = 0;
     this.lastTail = 0;
-    this.rate = 0; // entries per ms, smoothed
+    this.rate = 0; // entries on show per ms, smoothed
+    this.paceList = null; // the list the rate was measured on (a new filter makes a new one)
     this.dataInterval = 0;
     this.quietUntil = 0; // data alone does not render before this (someone is typing)
+    this.settle = 0; // timer: draw brief rows in full when the stream slows
     // filter matches past the first few of a row: painted, not elements (render.js)
     this.hits = CAN_HIGHLIGHT ? new Highlight() : null;
     if (this.hits) CSS.highlights.set(HIGHLIGHT, this.hits);
@@ -94,18 +105,27 @@ export class LogView {
     this.quietUntil = performance.now() + ms;
   }
 
-  /** Estimate the arrival rate; choose how often data alone may cause a render. */
+  /**
+   * Estimate the rate of entries on show (with a filter on, of its matches only: a rare
+   * match on a busy log stays on screen); choose how often data alone may cause a render.
+   * While a new filter's pass is under way the estimate is kept as it was: the first
+   * frames after a keystroke are drawn as the stream was, brief when it flew past.
+   */
   pace(now) {
-    const tail = this.model.ring.tail;
+    const { ring, list } = this.model;
     const dt = now - this.lastRender;
-    if (this.lastRender && dt > 0) {
-      const rate = Math.max(0, tail - this.lastTail) / dt;
-      this.rate = this.rate * 0.7 + rate * 0.3;
+    const sameList = list === this.paceList && !this.model.filtering;
+    this.paceList = list;
+    if (this.lastRender && dt > 0 && sameList) {
+      const rate = (list.length - list.lowerBound(this.lastTail)) / dt;
+      // smoothed over close renders; after a long gap the gap itself is the measure
+      const weight = dt >= SETTLE_MS ? 1 : 0.3;
+      this.rate = this.rate * (1 - weight) + rate * weight;
     }
     this.lastRender = now;
-    this.lastTail = tail;
+    this.lastTail = ring.tail;
     const screensPerSecond = (this.rate * 1000 * this.rowH) / Math.max(1, this.vh);
-    this.dataInterval = screensPerSecond > 60 ? 150 : screensPerSecond > 15 ? 50 : 0;
+    this.dataInterval = screensPerSecond > 60 ? FAST_INTERVAL : screensPerSecond > 15 ? 50 : 0;
   }
 
   /** Write a style property only when it changes (an unchanged write can still cost). */
@@ -367,7 +387,10 @@ export class LogView {
     this.css(this.sizer, "width", width);
     this.css(this.rowsEl, "width", width);
     this.css(this.sizer, "height", `${sizerPx}px`);
-    this.paint(n ? first : 0, n ? last : -1);
+    const fast = this.follow && this.dataInterval >= FAST_INTERVAL;
+    clearTimeout(this.settle);
+    this.settle = fast ? setTimeout(() => this.schedule(), SETTLE_MS) : 0;
+    if (this.paint(n ? first : 0, n ? last : -1, fast)) this.schedule();
     let y = scrollTop + (PAD + list.offset(first) * rowH - top);
     if (this.follow && n) {
       // the last row sits at the bottom (in wrap mode, heights are only estimates)
@@ -381,11 +404,19 @@ export class LogView {
     this.onRender();
   }
 
-  /** Put entries first..last on the page, reusing rows that already show them. */
-  paint(first, last) {
+  /**
+   * Put entries first..last on the page, reusing rows that already show them. While lines
+   * fly past (`fast`) rows are drawn brief; otherwise up to FULL_PER_FRAME rows in full,
+   * the others brief. Returns true when rows wait to be drawn in full (another frame).
+   */
+  paint(first, last, fast) {
     const { model } = this;
     const { list } = model;
     const version = model.version;
+    const brief = { gutterCh: this.gutterChars() };
+    // (in wrap mode a brief row's text would wrap under its gutter: always in full)
+    let full = this.wrap ? Infinity : fast ? 0 : FULL_PER_FRAME;
+    let behind = false;
     const next = new Map();
     const els = [];
     for (let i = first; i <= last; i++) {
@@ -393,8 +424,16 @@ export class LogView {
       let row = this.shown.get(seq);
       if (row) this.shown.delete(seq);
       else row = this.pool.pop() || document.createElement("div");
-      if (row.lvVersion !== version || row.lvSeq !== seq) {
-        renderRow(row, model, seq, this.gutter);
+      const stale = row.lvVersion !== version || row.lvSeq !== seq ||
+        (row.lvParts && row.lvParts.gutterCh !== brief.gutterCh);
+      if (stale || (row.lvParts && !fast)) {
+        if (full > 0) {
+          renderRow(row, model, seq, this.gutter);
+          full--;
+        } else {
+          if (stale) renderRow(row, model, seq, this.gutter, brief);
+          behind ||= !fast && !!row.lvParts;
+        }
         row.lvVersion = version;
         row.lvSeq = seq;
       }
@@ -412,6 +451,7 @@ export class LogView {
       hits.clear();
       for (const row of els) if (row.lvHits) for (const r of row.lvHits) hits.add(r);
     }
+    return behind;
   }
 
   /** In wrap mode, check the real text width once rows exist; adjust the estimate. */

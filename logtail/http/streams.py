@@ -56,13 +56,16 @@ async def files_route(state: AppState, request: Request) -> HTTPResponse | None:
 
 async def file_list(state: AppState) -> dict[str, object]:
     """`/api/files`: each file's state now (stats in a thread: a glob may list
-    thousands); `dynamic` says the list can change (some glob is served)."""
+    thousands); `dynamic` says the list can change (some glob is served);
+    `max_files_per_stream`, how many of them one `/api/stream` may follow."""
     sources = state.sources
     files = await asyncio.to_thread(describe, sources.entries(),
                                     state.config.server.show_paths)
+    cap = state.config.limits.max_files_per_stream
     if state.fleet is None:
-        return {"files": files, "dynamic": sources.dynamic}
-    return {"files": files + state.fleet.catalog.entries(), "dynamic": True}
+        return {"files": files, "dynamic": sources.dynamic, "max_files_per_stream": cap}
+    return {"files": files + state.fleet.catalog.entries(), "dynamic": True,
+            "max_files_per_stream": cap}
 
 
 async def _watch_files(state: AppState, request: Request) -> HTTPResponse | None:
