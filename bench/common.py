@@ -136,8 +136,14 @@ class CpuMark:
 
 # -- the rest of the machine -----------------------------------------------------------------
 
+def cpu_fields() -> list[int]:
+    """The machine's CPU time so far, in ticks, as /proc/stat's `cpu` line has it: user,
+    nice, system, idle, iowait, irq, softirq, steal (the hypervisor's), guest..."""
+    return [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+
+
 def _cpu_times() -> tuple[int, int]:
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    fields = cpu_fields()
     idle = fields[3] + fields[4]
     return sum(fields[:8]), idle
 

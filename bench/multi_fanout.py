@@ -36,6 +36,7 @@ from common import (  # noqa: E402
     CpuMark,
     LogtailServer,
     Quiet,
+    cpu_fields,
     hwm_kb,
     raise_nofile,
     rss_kb,
@@ -74,20 +75,16 @@ def _proc_ticks() -> dict[int, tuple[str, int]]:
     return out
 
 
-def _cpu_fields() -> list[int]:
-    return [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-
-
 class Machine:
     """Where the machine's CPU went in a window: our processes, other processes (by
     name), interrupts (loopback traffic is mostly softirq, charged to no process) and
     steal (the hypervisor): "others" alone would mix all of these."""
 
     def __init__(self) -> None:
-        self.procs, self.fields, self.t = _proc_ticks(), _cpu_fields(), time.monotonic()
+        self.procs, self.fields, self.t = _proc_ticks(), cpu_fields(), time.monotonic()
 
     def stop(self, ours: set[int]) -> dict[str, object]:
-        procs, fields = _proc_ticks(), _cpu_fields()
+        procs, fields = _proc_ticks(), cpu_fields()
         wall = time.monotonic() - self.t
         d = [b - a for a, b in zip(self.fields, fields, strict=False)]
 

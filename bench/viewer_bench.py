@@ -42,6 +42,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]
 
+from common import cpu_fields  # noqa: E402
 from helpers import ServerProcess, free_port, toml_config  # noqa: E402
 from playwright.async_api import Browser, Page, async_playwright  # noqa: E402
 from viewer_support import launch  # noqa: E402
@@ -421,13 +422,9 @@ async def type_queries(page: Page, keys_delay_ms: int) -> None:
 
 
 def cpu_ticks() -> tuple[int, int]:
-    """The machine's CPU time taken by the host (steal) and in all, in ticks (/proc/stat):
-    on a virtual machine whose host is busy, a task can wait for a core it was given."""
-    try:
-        with open("/proc/stat") as f:
-            fields = [int(x) for x in f.readline().split()[1:9]]
-    except (OSError, ValueError):
-        return 0, 0
+    """The machine's CPU time taken by the host (steal) and in all, in ticks: on a virtual
+    machine whose host is busy, a task can wait for a core it was given."""
+    fields = cpu_fields()[:8]
     return fields[7], sum(fields)
 
 

@@ -521,9 +521,9 @@ BRIEF_ROW = """() => {
 }"""
 TEXT_LEFT = """() => document.querySelector("#rows .row:not(.brief) .txt")
   .getBoundingClientRect().left"""
-FULL_ROWS = """() => {
+FULL_ROWS = """(marked) => {
   const rows = [...document.querySelectorAll("#rows .row:not(.notice)")];
-  return rows.length > 10 && rows.every((r) => r.querySelector(".txt mark")
+  return rows.length > 10 && rows.every((r) => (!marked || r.querySelector(".txt mark"))
     && (r.querySelector(".txt").textContent.startsWith("{") ? r.querySelector(".j-key")
         : r.querySelector(".lvl-tok")?.textContent === "ERROR"));
 }"""
@@ -557,7 +557,7 @@ async def test_rows_flying_past_are_brief_then_drawn_in_full_when_the_stream_sto
             await writer
         await expect(page.locator("#count")).to_have_text(
             f"{total:,} of {total:,} lines", timeout=WAIT)
-        await page.wait_for_function(FULL_ROWS, timeout=WAIT)
+        await page.wait_for_function(FULL_ROWS, arg=True, timeout=WAIT)
         rows = await shown_lines(page)
         assert rows[-1] == line(total - 1) and len(rows) > 10
         # the text stays in its column from one way of drawing to the other
@@ -573,7 +573,7 @@ async def test_a_screen_of_changed_rows_is_drawn_in_full_over_a_few_frames(tmp_p
     async with live_server(make_config(tmp_path)) as base:
         await open_live(page, base + "/")
         await expect(page.locator("#count")).to_have_text("100 lines", timeout=WAIT)
-        await page.wait_for_function(FULL_ROWS.replace(".txt mark", ".txt"), timeout=WAIT)
+        await page.wait_for_function(FULL_ROWS, arg=False, timeout=WAIT)
         await page.evaluate("""() => {  // the most brief rows seen at the start of a frame
           window.briefMost = 0;
           const look = () => {
@@ -585,7 +585,7 @@ async def test_a_screen_of_changed_rows_is_drawn_in_full_over_a_few_frames(tmp_p
         }""")
         await page.fill("#filter", "x")  # every row on show is drawn again, with its mark
         await expect(page.locator("#count")).to_have_text("100 of 100 lines")
-        await page.wait_for_function(FULL_ROWS, timeout=WAIT)
+        await page.wait_for_function(FULL_ROWS, arg=True, timeout=WAIT)
         rows = await page.locator("#rows .row:not(.notice)").count()
         assert rows > 30  # a screen: more rows changed than one frame draws in full
         assert await page.evaluate("window.briefMost") >= rows - 16

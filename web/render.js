@@ -119,7 +119,6 @@ export function formatTime(ms) {
  * ANSI or level-word spans; a row drawn brief before is rewritten in place (its text
  * nodes' data), so no element is made, styled or laid out anew. The view draws it in full
  * once the stream slows or the view stops following.
- * Returns true when the row holds a JSON object (it can be opened in the detail pane).
  */
 export function renderRow(row, model, seq, gutter, brief = null) {
   const { ring } = model;
@@ -143,13 +142,14 @@ export function renderRow(row, model, seq, gutter, brief = null) {
     notice ? "" : String(ring.shownNo(seq));
   const file = model.merged ? ring.file(seq) : 0;
   if (short) {
-    const parts = briefParts(row, gut !== null, file !== 0, brief.gutterCh);
+    const parts = briefParts(row, gut !== null, file !== 0);
     // the gutter's columns: its padding, the number right-aligned, its padding
+    parts.gutterCh = brief.gutterCh;
     if (parts.num) setData(parts.num, ` ${gut.padStart(brief.gutterCh)} `);
     if (parts.badge) fillBadge(parts.badge, model, file);
     setText(parts.body, text);
     row.lvHits = marks.length ? rangesOver([parts.body.firstChild], [0], marks) : null;
-    return json !== null;
+    return;
   }
   row.lvParts = null;
   const els = [];
@@ -172,7 +172,6 @@ export function renderRow(row, model, seq, gutter, brief = null) {
   }
   els.push(body);
   row.replaceChildren(...els);
-  return json !== null;
 }
 
 /** A span holding one text node. */
@@ -206,14 +205,12 @@ function fillBadge(badge, model, file) {
 }
 
 /** The parts of a brief row (number, badge, text): the row's own when it is brief with
- *  the same parts and gutter width already, else new ones. */
-function briefParts(row, withNumber, withBadge, gutterCh) {
+ *  the same parts already, else new ones. */
+function briefParts(row, withNumber, withBadge) {
   const had = row.lvParts;
-  if (had && !!had.num === withNumber && !!had.badge === withBadge && had.gutterCh === gutterCh) {
-    return had;
-  }
+  if (had && !!had.num === withNumber && !!had.badge === withBadge) return had;
   const parts = { num: withNumber ? document.createTextNode("") : null,
-    badge: withBadge ? textSpan("") : null, body: textSpan("txt"), gutterCh };
+    badge: withBadge ? textSpan("") : null, body: textSpan("txt"), gutterCh: 0 };
   row.replaceChildren(...[parts.num, parts.badge, parts.body].filter((node) => node));
   row.lvParts = parts;
   return parts;

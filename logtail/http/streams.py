@@ -61,11 +61,12 @@ async def file_list(state: AppState) -> dict[str, object]:
     sources = state.sources
     files = await asyncio.to_thread(describe, sources.entries(),
                                     state.config.server.show_paths)
-    cap = state.config.limits.max_files_per_stream
-    if state.fleet is None:
-        return {"files": files, "dynamic": sources.dynamic, "max_files_per_stream": cap}
-    return {"files": files + state.fleet.catalog.entries(), "dynamic": True,
-            "max_files_per_stream": cap}
+    dynamic = sources.dynamic
+    if state.fleet is not None:  # shipped files come and go
+        files += state.fleet.catalog.entries()
+        dynamic = True
+    return {"files": files, "dynamic": dynamic,
+            "max_files_per_stream": state.config.limits.max_files_per_stream}
 
 
 async def _watch_files(state: AppState, request: Request) -> HTTPResponse | None:
